@@ -1,0 +1,321 @@
+"""The recipe: YAML in, typed and frozen :class:`Recipe` out, with every default filled in.
+
+``load_recipe`` is the single entry point (the VirTex ``from_config`` idea): it reads YAML with
+``yaml.safe_load`` only, applies ``--set`` overrides, imports the recipe's plug-ins, then validates the
+whole tree before any work starts. ``dump_recipe`` writes the resolved form saved as ``DIR/recipe.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .data.kinds import DatasetSpec
+from .data.labels import RADTEX_9
+from .errors import ConfigError, UserError, did_you_mean
+from .schema import build, coerce, option, to_plain
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Protocol = Literal["linear", "finetune", "knn"]
+
+
+def _default_pretrain() -> DatasetSpec:
+    return DatasetSpec.from_plain({"kind": "synthetic"}, "data.pretrain")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    pretrain: DatasetSpec = option(default_factory=_default_pretrain, help="dataset to pretrain on")
+    evaluate: DatasetSpec | None = option(
+        None, help="dataset to evaluate on; null = held-out patients of the pretraining dataset"
+    )
+    pathologies: tuple[str, ...] = option(RADTEX_9, help="pathologies to pretrain (supervised) and score")
+    uncertain: Literal["zeros", "ones", "ignore"] = option("zeros", help="what uncertain (-1) labels become")
+    on_bad_image: Literal["error", "skip"] = option("error", help="missing or unreadable image: stop or skip")
+    workers: int | None = option(None, ge=0, help="data-loading processes; null = automatic")
+
+    def __post_init__(self) -> None:
+        if not self.pathologies:
+            raise ConfigError("pathologies", "needs at least one pathology")
+        dupes = sorted({p for p in self.pathologies if self.pathologies.count(p) > 1})
+        if dupes:
+            raise ConfigError("pathologies", f"listed twice: {', '.join(dupes)}")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    name: str = option("resnet18", help="encoder registry key (radtex-bench list encoders)")
+    image_size: int = option(224, ge=32, help="square input size in pixels")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = option(10, ge=0, help="passes over the pretraining split")
+    max_steps: int | None = option(None, ge=1, help="stop after this many optimiser steps (overrides epochs)")
+    batch_size: int = option(64, ge=1, help="images per step (per process under torchrun)")
+    lr: float = option(5e-4, gt=0.0, help="peak learning rate of the heads (AdamW)")
+    encoder_lr: float | None = option(None, gt=0.0, help="peak learning rate of the encoder; null = lr")
+    weight_decay: float = option(0.01, ge=0.0, help="AdamW weight decay (not on biases and norms)")
+    warmup_steps: int = option(0, ge=0, help="linear warmup steps, then cosine decay to zero")
+    grad_accum: int = option(1, ge=1, help="micro-batches accumulated per optimiser step")
+    grad_clip: float | None = option(1.0, gt=0.0, help="clip the gradient norm; null = no clipping")
+    checkpoint_every: int = option(200, ge=0, help="write last.ckpt every N steps (0 = only at the end)")
+    log_every: int = option(10, ge=1, help="write metrics.jsonl every N steps")
+    precision: Precision = option("auto", help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    compile: bool = option(False, help="torch.compile the objective")
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    name: str = option(help="objective registry key (radtex-bench list objectives)")
+    label: str | None = option(None, help="display name, unique in the recipe (defaults to name)")
+    params: dict[str, Any] = option(default_factory=dict, help="keyword arguments of the objective")
+    train: TrainConfig = option(default_factory=TrainConfig, help="training settings")
+
+    def __post_init__(self) -> None:
+        if self.label is None:
+            object.__setattr__(self, "label", self.name)
+        if not self.label or any(c in self.label for c in "/\\\0") or self.label in (".", ".."):
+            raise ConfigError("label", f"{self.label!r} cannot be used as a folder name; use letters, digits, -_.")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = option(30, ge=1, help="maximum epochs over the labelled subset")
+    batch_size: int = option(32, ge=1)
+    lr: float = option(1e-4, gt=0.0, help="peak learning rate (AdamW, cosine)")
+    head_lr: float = option(1e-3, gt=0.0, help="learning rate of the new classification head")
+    weight_decay: float = option(1e-4, ge=0.0)
+    patience: int = option(5, ge=1, help="epochs without a better validation macro AUROC before stopping")
+    min_steps: int = option(50, ge=0, help="train at least this many steps, however small the budget")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    budgets: tuple[int, ...] = option((10, 50, 100, 250), ge=1, help="labelled training images per cell")
+    seeds: int = option(3, ge=1, help="subsets (and fine-tuning initialisations) per budget")
+    protocols: tuple[Protocol, ...] = option(("linear",), help="linear | finetune | knn")
+    pathologies: tuple[str, ...] | None = option(
+        None, help="pathologies scored; null = data.pathologies"
+    )
+    bootstrap: int = option(1000, ge=0, help="bootstrap resamples of test patients (0 = no intervals)")
+    confidence: float = option(0.95, gt=0.0, le=0.999)
+    batch_size: int = option(128, ge=1, help="images per batch when extracting features")
+    finetune: FinetuneConfig = option(default_factory=FinetuneConfig)
+    knn_k: int = option(20, ge=1, help="neighbours for the knn protocol")
+
+    def __post_init__(self) -> None:
+        if not self.budgets:
+            raise ConfigError("budgets", "needs at least one budget")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError("budgets", "each budget may appear once")
+        object.__setattr__(self, "budgets", tuple(sorted(self.budgets)))
+        if not self.protocols:
+            raise ConfigError("protocols", "needs at least one protocol")
+        if len(set(self.protocols)) != len(self.protocols):
+            raise ConfigError("protocols", "each protocol may appear once")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = option(help="name of the comparison (used in the default output folder)")
+    seed: int = option(0, ge=0, help="fixes every random choice on the CPU")
+    data: DataConfig = option(default_factory=DataConfig)
+    encoder: EncoderConfig = option(default_factory=EncoderConfig)
+    objectives: tuple[ObjectiveSpec, ...] = option(help="the objectives to compare")
+    evaluation: EvaluationConfig = option(default_factory=EvaluationConfig)
+    plugins: tuple[str, ...] = option((), help="importable modules that register objectives")
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\\0"):
+            raise ConfigError("name", "must be a non-empty name without slashes")
+        if not self.objectives:
+            raise ConfigError("objectives", "needs at least one objective")
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(self.objectives):
+            if spec.label in seen:
+                raise ConfigError(
+                    f"objectives.{i}.label",
+                    f"'{spec.label}' is already used by objectives.{seen[spec.label]}; give each entry a unique label",
+                )
+            seen[spec.label] = i
+
+    @property
+    def eval_pathologies(self) -> tuple[str, ...]:
+        return self.evaluation.pathologies or self.data.pathologies
+
+    def objective(self, label: str) -> ObjectiveSpec:
+        for spec in self.objectives:
+            if spec.label == label:
+                return spec
+        raise KeyError(label)
+
+    def to_plain(self) -> dict[str, Any]:
+        return {f.name: to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"recipe not found: {path}; check the path (recipes live in recipes/)") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder; pass the recipe's .yaml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read recipe {path}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{where}: {problem}; fix the syntax") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.0.c=value`` -> (["a", "b", "0", "c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected dotted.key=value, e.g. --set evaluation.seeds=5")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set {text!r}: empty key; expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML: take it as a plain string
+    return key.split("."), value
+
+
+def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> None:
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(
+                    f"--set {'.'.join(parts)}: {where} is not an index of a list with {len(node)} entries"
+                )
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                if node[index] is None:
+                    node[index] = {}
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise UserError(f"--set {'.'.join(parts)}: {'.'.join(parts[:depth])} is not a mapping or list")
+
+
+def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validate an objective's ``params`` against its ``__init__`` signature and fill the defaults."""
+    signature = inspect.signature(cls.__init__)
+    accepted = [
+        p for p in list(signature.parameters.values())[2:]  # skip self, encoder
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    names = {p.name for p in accepted}
+    for key in params:
+        if key not in names and not takes_any:
+            raise ConfigError(f"{where}.{key}", f"unknown parameter of this objective{did_you_mean(key, names)}")
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:
+        hints = {}
+    out: dict[str, Any] = {}
+    for p in accepted:
+        if p.name in params:
+            value = params[p.name]
+            if p.name in hints:
+                try:
+                    value = coerce(value, hints[p.name], f"{where}.{p.name}")
+                except TypeError:
+                    pass  # an annotation our schema does not know: pass the value through
+            out[p.name] = list(value) if isinstance(value, tuple) else value
+        elif p.default is not inspect.Parameter.empty:
+            out[p.name] = p.default
+        else:
+            raise ConfigError(f"{where}.{p.name}", "required parameter of this objective is missing")
+    for key, value in params.items():
+        out.setdefault(key, value)
+    return out
+
+
+def resolve(raw: Any, source: str | None = None) -> Recipe:
+    """Validate plain recipe data (already overridden) into a :class:`Recipe`."""
+    from .objectives import OBJECTIVES, load_plugins
+
+    try:
+        if not isinstance(raw, Mapping):
+            raise ConfigError("", "a recipe must be a YAML mapping with at least `name` and `objectives`")
+        plugins = raw.get("plugins") or []
+        plugins = coerce(plugins, tuple[str, ...], "plugins")
+        load_plugins(plugins)
+        recipe = build(Recipe, raw)
+        objectives = []
+        for i, spec in enumerate(recipe.objectives):
+            cls = OBJECTIVES.get(spec.name, where=f"objectives.{i}.name")
+            params = resolve_params(cls, spec.params, f"objectives.{i}.params")
+            objectives.append(dataclasses.replace(spec, params=params))
+        recipe = dataclasses.replace(recipe, objectives=tuple(objectives))
+        from .encoders import ENCODERS, check_image_size
+
+        ENCODERS.get(recipe.encoder.name, where="encoder.name")
+        check_image_size(recipe.encoder.name, recipe.encoder.image_size, "encoder.image_size")
+        return recipe
+    except ConfigError as exc:
+        if source and not exc.source:
+            raise ConfigError(exc.where, str(exc).split(": ", 1)[-1] if exc.where else str(exc), source) from None
+        raise
+    except UserError as exc:
+        if source and not str(exc).startswith(source):
+            raise UserError(f"{source}: {exc}") from None
+        raise
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    path = Path(path)
+    raw = read_yaml(path)
+    if raw is None:
+        raise UserError(f"{path}: the recipe is empty; start from recipes/captioning_vs_clip.yaml")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping with at least `name` and `objectives`")
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(raw, parts, value)
+    return resolve(raw, source=str(path))
+
+
+def recipe_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> Recipe:
+    """Build a recipe from a dict (notebooks, tests); same validation as a file."""
+    import copy
+
+    raw = copy.deepcopy(dict(raw))
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(raw, parts, value)
+    return resolve(raw)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_plain(), sort_keys=False, default_flow_style=None, width=100)

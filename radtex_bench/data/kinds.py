@@ -1,0 +1,122 @@
+"""Dataset kinds: the registry, the options every kind shares, and the recipe's dataset block.
+
+A kind reads one dataset in the layout it ships in and returns an :class:`ImageTable` holding every
+listed image (all views, the official split when there is one). What every kind then needs (view
+filter, patient-level splits, report sections, missing-image policy) happens once, in
+:func:`radtex_bench.data.loading.load_table`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from ..errors import ConfigError, DataError
+from ..registry import Registry
+from ..schema import build, option, to_plain
+from .table import ImageTable
+
+ReportSection = Literal["findings", "impression", "both", "full"]
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Keys every dataset block accepts (besides ``kind``)."""
+
+    root: str | None = option(None, help="dataset folder (or the CSV file for `manifest`)")
+    views: tuple[str, ...] | None = option(("PA", "AP"), help="views to keep; null keeps every view")
+    cache: str | None = option(None, help="a `radtex-bench prepare` output folder to read pixels from")
+    report_section: ReportSection = option("both", help="findings | impression | both | full")
+    drop_prior: bool = option(False, help="drop sentences that refer to prior studies")
+    split_seed: int = option(0, help="seed of the patient-level split when no official split exists")
+    split_fractions: tuple[float, ...] = option(
+        (0.7, 0.1, 0.2), ge=0.0, help="train / validate / test fractions of patients when no official split"
+    )
+    allow_absolute_paths: bool = option(False, help="let image paths point outside the dataset root")
+
+    def __post_init__(self) -> None:
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
+            raise ConfigError("split_fractions", "must be three fractions (train, validate, test) summing to 1")
+        if self.split_fractions[0] <= 0 or self.split_fractions[2] <= 0:
+            raise ConfigError("split_fractions", "train and test fractions must be > 0")
+        if self.views is not None:
+            object.__setattr__(self, "views", tuple(v.upper() for v in self.views))
+
+    def root_path(self, where: str) -> Path:
+        if not self.root:
+            raise ConfigError(f"{where}.root", "required for this dataset kind: set it to the dataset folder")
+        return Path(self.root).expanduser()
+
+
+class DatasetKind:
+    """Base class of dataset readers. Subclasses set ``name``, ``Options`` and implement ``read``."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = DatasetOptions
+    #: Whether the kind ships an official split (used by `data summary`).
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: Any, where: str = "data"):
+        self.options = options
+        self.where = where
+
+    def read(self) -> ImageTable:
+        """Every listed image with labels, views, official split and raw report text."""
+        raise NotImplementedError
+
+
+DATASETS: Registry[type[DatasetKind]] = Registry("dataset kind", base=DatasetKind)
+
+
+def register_dataset(name: str):
+    def decorator(cls: type[DatasetKind]) -> type[DatasetKind]:
+        cls.name = name
+        return DATASETS.register(name)(cls)
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A recipe's dataset block: ``{kind: ..., <the kind's options>}``."""
+
+    kind: str
+    options: Any
+
+    @classmethod
+    def from_plain(cls, value: Any, where: str) -> DatasetSpec:
+        from . import builtin_kinds  # noqa: F401  (registers the built-in kinds)
+
+        if isinstance(value, DatasetSpec):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(where, f"expected a mapping with a `kind` key, got {value!r}")
+        if "kind" not in value:
+            raise ConfigError(f"{where}.kind", f"required; one of {', '.join(DATASETS.names())}")
+        kind = value["kind"]
+        if not isinstance(kind, str):
+            raise ConfigError(f"{where}.kind", f"expected a string, got {kind!r}")
+        try:
+            kind_cls = DATASETS.get(kind)
+        except Exception as exc:
+            raise ConfigError(f"{where}.kind", str(exc)) from None
+        rest = {k: v for k, v in value.items() if k != "kind"}
+        return cls(kind=kind, options=build(kind_cls.Options, rest, where))
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"kind": self.kind, **to_plain(self.options)}
+
+    def replace(self, **changes: Any) -> DatasetSpec:
+        return DatasetSpec(self.kind, dataclasses.replace(self.options, **changes))
+
+    def reader(self, where: str = "data") -> DatasetKind:
+        return DATASETS.get(self.kind)(self.options, where)
+
+
+def require_file(path: Path, what: str, fix: str) -> Path:
+    if not path.exists():
+        raise DataError(f"{what} not found: {path}; {fix}")
+    return path

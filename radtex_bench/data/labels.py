@@ -1,0 +1,67 @@
+"""Label vocabulary and the uncertain-label policy.
+
+Labels are kept as float32 with four distinct states until a recipe's policy maps them:
+``1`` positive, ``0`` negative, ``-1`` uncertain, ``NaN`` missing (not mentioned / not labelled).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
+
+#: CheXpert's 14 observations: the canonical names every dataset kind maps to.
+CHEXPERT_14 = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+
+#: The 9 pathologies RadTex averages over (and the recipe default).
+RADTEX_9 = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Lung Opacity",
+    "Pleural Effusion",
+    "Pneumonia",
+    "Pneumothorax",
+)
+
+UNCERTAIN_POLICIES = ("zeros", "ones", "ignore")
+
+
+def apply_uncertain_policy(labels: np.ndarray, policy: str) -> np.ndarray:
+    """Map uncertain (-1) labels: ``zeros`` -> 0, ``ones`` -> 1, ``ignore`` -> NaN (excluded).
+
+    Missing labels stay NaN under every policy: a pathology not mentioned is not a negative.
+    """
+    if policy not in UNCERTAIN_POLICIES:
+        raise ValueError(f"unknown uncertain-label policy {policy!r}")
+    out = np.array(labels, dtype=np.float32, copy=True)
+    uncertain = out == UNCERTAIN
+    out[uncertain] = {"zeros": 0.0, "ones": 1.0, "ignore": np.nan}[policy]
+    return out
+
+
+def label_counts(column: np.ndarray) -> dict[str, int]:
+    column = np.asarray(column, dtype=np.float32)
+    return {
+        "positive": int(np.sum(column == POSITIVE)),
+        "negative": int(np.sum(column == NEGATIVE)),
+        "uncertain": int(np.sum(column == UNCERTAIN)),
+        "missing": int(np.sum(np.isnan(column))),
+    }

@@ -1,0 +1,42 @@
+"""Errors that are part of the interface.
+
+A :class:`UserError` is a mistake the user can fix (bad recipe, missing data, unknown name, weights
+not available offline). The CLI prints it as one ``error: ...`` line and exits with code 2, without a
+traceback. Anything else is an internal error (exit code 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A problem the user can fix. The message must say what is wrong, where, and how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A recipe that does not validate. ``where`` is the key path (``objectives.0.train.epochs``)."""
+
+    def __init__(self, where: str, message: str, source: str | None = None):
+        self.where = where
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
+
+
+class DataError(UserError):
+    """Missing, unreadable or inconsistent data."""
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else a list of the known names."""
+    options = sorted(set(options))
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    if len(options) <= 20:
+        return "; known: " + ", ".join(options)
+    return ""

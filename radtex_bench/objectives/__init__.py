@@ -1,0 +1,24 @@
+"""Pretraining objectives: the registry, the built-ins and plug-in discovery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..registry import import_plugin, load_entry_points
+from .base import OBJECTIVES, BATCH_KEYS, Objective, SetupContext, register_objective
+
+# Built-ins register themselves on import. Heavy libraries (open_clip, lightly, tokenizers) are
+# imported inside the objectives, so listing names stays fast.
+from . import captioning, clip, random_init  # noqa: E402,F401  isort: skip
+
+ENTRY_POINT_GROUP = "radtex_bench.objectives"
+
+
+def load_plugins(modules: Sequence[str] = ()) -> None:
+    """Declared entry points, then the recipe's ``plugins:`` modules; both register objectives."""
+    load_entry_points(ENTRY_POINT_GROUP, OBJECTIVES)
+    for i, module in enumerate(modules):
+        import_plugin(module, where=f"plugins.{i}")
+
+
+__all__ = ["OBJECTIVES", "BATCH_KEYS", "Objective", "SetupContext", "register_objective", "load_plugins"]
