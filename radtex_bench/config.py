@@ -123,7 +123,7 @@ class EvaluationConfig:
             raise ConfigError("protocols", "each protocol may appear once")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str = option(help="name of the comparison (used in the default output folder)")
     seed: int = option(0, ge=0, help="fixes every random choice on the CPU")

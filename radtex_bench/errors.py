@@ -40,3 +40,7 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     if len(options) <= 20:
         return "; known: " + ", ".join(options)
     return ""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; work stopped at a safe point after writing a checkpoint."""

@@ -65,3 +65,49 @@ def label_counts(column: np.ndarray) -> dict[str, int]:
         "uncertain": int(np.sum(column == UNCERTAIN)),
         "missing": int(np.sum(np.isnan(column))),
     }
+
+
+_ALIASES = {
+    "effusion": "Pleural Effusion",
+    "pleural effusion": "Pleural Effusion",
+    "pleural_effusion": "Pleural Effusion",
+    "enlarged cardiomediastinum": "Enlarged Cardiomediastinum",
+    "lung opacity": "Lung Opacity",
+    "airspace opacity": "Lung Opacity",
+    "no finding": "No Finding",
+    "support devices": "Support Devices",
+    "pleural other": "Pleural Other",
+    "lung lesion": "Lung Lesion",
+}
+
+
+def canonical_name(name: str) -> str:
+    """CheXpert spelling of a label name when one matches (case, ``_`` and NIH ``Effusion`` aside)."""
+    key = str(name).strip().replace("_", " ").lower()
+    key = " ".join(key.split())
+    if key in _ALIASES:
+        return _ALIASES[key]
+    for canonical in CHEXPERT_14:
+        if canonical.lower() == key:
+            return canonical
+    return str(name).strip()
+
+
+_VALUE = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, "": np.nan, "nan": np.nan,
+          "true": 1.0, "false": 0.0}
+
+
+def parse_label_column(values, column: str, source: str) -> np.ndarray:
+    """Strings or numbers holding 1 / 0 / -1 / blank -> float32 with NaN for blank."""
+    from ..errors import DataError
+
+    out = np.empty(len(values), dtype=np.float32)
+    for i, v in enumerate(values):
+        key = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip().lower()
+        if key not in _VALUE:
+            raise DataError(
+                f"{source}: column '{column}' holds {v!r} (row {i + 2}); label columns may only hold "
+                "1, 0, -1 or blank. If it is not a label column, list the label columns under `labels:`"
+            )
+        out[i] = _VALUE[key]
+    return out

@@ -38,6 +38,8 @@ class SetupContext:
     seed: int
     rank: int = 0
     world_size: int = 1
+    #: Waits for every rank (a no-op in one process): used to share artefacts written by rank 0.
+    barrier: Callable[[], None] = lambda: None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,0 +1,202 @@
+"""The Python API behind the CLI; a notebook can call the same functions.
+
+    from radtex_bench import run
+    run_dir = run("recipes/captioning_vs_clip.yaml", out="runs/demo")
+
+Data flows one way: recipe -> datasets -> objective training -> encoders -> evaluator -> results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from .config import Recipe, dump_recipe, load_recipe
+from .errors import UserError
+from .io import write_csv, write_json, write_text
+
+log = logging.getLogger("radtex_bench")
+
+#: Recipe sections that must not change when a run is resumed (evaluation settings may).
+FROZEN_ON_RESUME = ("seed", "data", "encoder", "plugins")
+
+
+def default_out(recipe: Recipe) -> Path:
+    return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _first_difference(a: object, b: object, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            diff = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = _first_difference(x, y, f"{path}.{i}")
+            if diff:
+                return diff
+        return None
+    return None if a == b else (path or "<root>")
+
+
+def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
+    """Refuse to mix two different recipes' results in one folder."""
+    stored_path = out / "recipe.yaml"
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file; choose a folder")
+    if not stored_path.exists():
+        if any(out.iterdir()):
+            raise UserError(f"--out {out} is not empty and holds no radtex-bench run; choose a new or empty folder")
+        return
+    if not resume:
+        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    try:
+        stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
+    except Exception as exc:
+        raise UserError(f"{stored_path} is unreadable ({exc}); choose another --out") from None
+    new = recipe.to_plain()
+    for key in FROZEN_ON_RESUME:
+        diff = _first_difference(stored.get(key), new.get(key), key)
+        if diff:
+            raise UserError(
+                f"{out} holds a run of a different recipe ({diff} differs from {stored_path}); resume it with "
+                "the same recipe, or choose another --out"
+            )
+    old = {o.get("label"): o for o in stored.get("objectives", [])}
+    for i, spec in enumerate(new["objectives"]):
+        if spec["label"] in old:
+            diff = _first_difference(old[spec["label"]], spec, f"objectives.{i}")
+            if diff:
+                raise UserError(
+                    f"{out}: objective '{spec['label']}' was trained with other settings ({diff} differs); "
+                    "give it a new label or choose another --out"
+                )
+
+
+def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str = "auto", resume: bool = False,
+        overrides: Sequence[str] = ()) -> Path:
+    """Pretrain every objective of ``recipe``, evaluate every encoder, write tables, plots and report."""
+    from .data.loading import load_table
+    from .engine.distributed import init_distributed, resolve_device
+    from .engine.pretrain import default_workers, pretrain_objective
+    from .evaluation.data import build_eval_data, draw_subsets
+    from .ui import attach_log_file, detach_log_file, info
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        from .config import recipe_from_dict
+
+        recipe = recipe_from_dict(recipe.to_plain(), overrides)
+    torch_device = resolve_device(device)
+    dist = init_distributed(torch_device)
+    out = _agree_on_out(Path(out) if out else default_out(recipe), dist)
+
+    if dist.is_main:
+        check_run_dir(out, recipe, resume)
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    handler = attach_log_file(out / ("run.log" if dist.is_main else f"run.rank{dist.rank}.log"))
+    try:
+        log.info("radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)", recipe.name, out,
+                 torch_device, dist.world_size, resume)
+        # Everything that can be wrong with the data is found before any training starts.
+        pretrain_table = load_table(recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain")
+        train_table = pretrain_table.take(pretrain_table.split_rows("train"))
+        if len(train_table) == 0:
+            raise UserError("data.pretrain: the pretraining dataset has no 'train' split images")
+        if recipe.data.evaluate is None:
+            eval_table, eval_where = pretrain_table, "data.pretrain"
+        else:
+            eval_table = load_table(recipe.data.evaluate, recipe.data.on_bad_image, "data.evaluate")
+            eval_where = "data.evaluate"
+        eval_data = build_eval_data(recipe, eval_table, eval_where)
+        subsets = draw_subsets(recipe, eval_data)
+
+        if dist.is_main:
+            write_text(out / "recipe.yaml", dump_recipe(recipe))
+            write_json(out / "splits.json", {"train": eval_data.ids(eval_data.pool),
+                                             "val": eval_data.ids(eval_data.val),
+                                             "test": eval_data.ids(eval_data.test)})
+            write_json(out / "subsets.json", {str(s): {str(b): eval_data.ids(rows) for b, rows in by_b.items()}
+                                              for s, by_b in subsets.items()})
+            skipped = pretrain_table.skipped + (eval_table.skipped if eval_table is not pretrain_table else [])
+            if skipped:
+                write_text(out / "skipped_images.txt", "".join(f"{p}\t{why}\n" for p, why in skipped))
+            info(f"[bold]{recipe.name}[/]: {len(train_table)} pretraining images, evaluation on "
+                 f"{len(eval_data.pool)} / {len(eval_data.val)} / {len(eval_data.test)} train-pool / val / test "
+                 f"images, {len(recipe.objectives)} objectives -> {out}")
+
+        encoders = {}
+        for spec in recipe.objectives:
+            encoders[spec.label] = pretrain_objective(recipe, spec, train_table, out / "pretrain" / spec.label,
+                                                      torch_device, dist, resume=resume)
+        dist.barrier()
+        if dist.is_main:
+            workers = recipe.data.workers if recipe.data.workers is not None else default_workers(torch_device)
+            evaluate_and_report(recipe, out, eval_data, subsets, encoders, torch_device, workers)
+            info(f"done: {out / 'report.md'}")
+        dist.barrier()
+        return out
+    except UserError:
+        raise
+    except Exception:
+        log.exception("internal error")
+        raise
+    finally:
+        detach_log_file(handler)
+
+
+def _agree_on_out(out: Path, dist) -> Path:
+    """Under torchrun every rank must write to rank 0's folder (default names carry a timestamp)."""
+    if not dist.enabled:
+        return out
+    import torch.distributed as tdist
+
+    holder = [str(out)]
+    tdist.broadcast_object_list(holder, src=0)
+    return Path(holder[0])
+
+
+def evaluate_and_report(recipe: Recipe, out: Path, eval_data, subsets, encoders: dict[str, Path], device,
+                        workers: int) -> None:
+    from .evaluation.evaluator import Evaluator
+    from .evaluation.results import (
+        COMPARISONS_HEADER,
+        RESULTS_HEADER,
+        SUMMARY_HEADER,
+        Summariser,
+        results_rows,
+    )
+    from .reporting import build_report
+
+    evaluator = Evaluator(recipe, out, eval_data, subsets, device, workers)
+    cells = []
+    for label, path in encoders.items():
+        cells.extend(evaluator.evaluate(label, path))
+    summariser = Summariser(recipe, eval_data, cells, order=list(encoders))
+    write_csv(out / "results.csv", RESULTS_HEADER, results_rows(cells, eval_data.pathologies))
+    write_csv(out / "summary.csv", SUMMARY_HEADER, summariser.summary_rows())
+    write_csv(out / "comparisons.csv", COMPARISONS_HEADER, summariser.comparison_rows())
+    build_report(out)
+
+
+def summary_table(run_dir: str | Path):
+    """``summary.csv`` of a finished run as a pandas DataFrame."""
+    import pandas as pd
+
+    path = Path(run_dir) / "summary.csv"
+    if not path.exists():
+        raise UserError(f"{path} not found; has the run finished?")
+    return pd.read_csv(path)
+
+
+__all__ = ["run", "summary_table", "default_out", "check_run_dir"]

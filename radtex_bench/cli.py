@@ -1,0 +1,200 @@
+"""The ``radtex-bench`` command line: a thin typer layer over :mod:`radtex_bench.api`.
+
+Exit codes: 0 success; 2 a user error (one ``error: ...`` line, no traceback); 1 an internal error
+(short message; the traceback goes to ``run.log`` and, with ``--debug``, to the terminal);
+130 interrupted (Ctrl-C / SIGTERM; the checkpoint is kept, rerun with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import Interrupted, UserError
+
+app = typer.Typer(
+    name="radtex-bench",
+    help="Compare pretraining objectives for chest-radiograph encoders under small label budgets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+bench_app = typer.Typer(help="Speed benchmarks (one JSON object on stdout).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+
+_options = {"debug": False}
+
+
+class What(str, Enum):
+    objectives = "objectives"
+    encoders = "encoders"
+    datasets = "datasets"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.callback()
+def _global(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    from .ui import set_quiet
+
+    _options["debug"] = debug
+    set_quiet(quiet)
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [runs/<name>-<timestamp>].")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: dotted.key=value.")] = None,
+    device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue a run in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Pretrain every objective of RECIPE, evaluate each encoder at every label budget, write the report."""
+    from .api import run as run_api
+    from .ui import set_quiet
+
+    if quiet:
+        set_quiet(True)
+    run_api(recipe, out=out, device=device.value, resume=resume, overrides=set_ or ())
+
+
+@app.command("list")
+def list_(
+    what: Annotated[What, typer.Argument(help="What to list.")] = What.objectives,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of names.")] = False,
+) -> None:
+    """List registered objectives (built-ins and plug-ins), encoders or dataset kinds."""
+    if what is What.objectives:
+        from .objectives import OBJECTIVES, load_plugins
+
+        load_plugins()
+        registry, describe = OBJECTIVES, lambda n: (OBJECTIVES.get(n).__doc__ or "").strip().splitlines()[0:1]
+    elif what is What.encoders:
+        from .encoders import ENCODERS
+
+        registry, describe = ENCODERS, lambda n: [f"{ENCODERS.get(n).out_dim}-d features"]
+    else:
+        from .data import DATASETS
+        from .data import builtin_kinds  # noqa: F401
+
+        registry, describe = DATASETS, lambda n: [DATASETS.get(n).description]
+    names = registry.names()
+    if as_json:
+        typer.echo(json.dumps(names))
+        return
+    for name in names:
+        text = (describe(name) or [""])[0]
+        typer.echo(f"{name:<14} {text}".rstrip())
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the dataset into.")],
+    n: Annotated[int, typer.Option(min=10, help="Number of images.")] = 2000,
+    size: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
+    seed: Annotated[int, typer.Option(min=0, help="Generator seed.")] = 0,
+) -> None:
+    """Write the built-in synthetic dataset (images/*.png + manifest.csv) to OUT."""
+    from .data.synthetic import generate_synthetic
+
+    folder = generate_synthetic(out, n=n, size=size, seed=seed)
+    typer.echo(str(folder / "manifest.csv"))
+
+
+@data_app.command("summary")
+def data_summary(
+    kind: Annotated[str, typer.Argument(help="Dataset kind (radtex-bench list datasets).")],
+    root: Annotated[str, typer.Argument(help="Dataset folder (or CSV for manifest).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Count images, studies, patients, reports, views, splits and labels of a dataset."""
+    from .data.summary import summarise
+
+    summary = summarise(kind, root)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{kind}[/] at {root}: {summary['images']} images, {summary['studies']} studies, "
+                  f"{summary['patients']} patients, {summary['reports']} with reports")
+    console.print("views: " + ", ".join(f"{k} {v}" for k, v in summary["views"].items()))
+    if "splits" in summary:
+        console.print("splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    table = Table("label", "positive", "negative", "uncertain", "missing")
+    for name, counts in summary["labels"].items():
+        table.add_row(name, *(str(counts[k]) for k in ("positive", "negative", "uncertain", "missing")))
+    console.print(table)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")]) -> None:
+    """Rebuild report.md and plots/ of RUN_DIR from its CSV files."""
+    from .reporting import build_report
+
+    typer.echo(str(build_report(run_dir)))
+
+
+def _log_path_from(argv: list[str]) -> Path | None:
+    for i, arg in enumerate(argv):
+        if arg in ("--out", "-o") and i + 1 < len(argv):
+            return Path(argv[i + 1]) / "run.log"
+        if arg.startswith("--out="):
+            return Path(arg.split("=", 1)[1]) / "run.log"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=argv, prog_name="radtex-bench", standalone_mode=False)
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except UserError as exc:
+        if _options["debug"]:
+            traceback.print_exc()
+        message = " ".join(str(exc).split("\n"))
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+            return 0
+        ctx = getattr(exc, "ctx", None)
+        command = " ".join(ctx.command_path.split()[1:]) + " " if ctx is not None and ctx.command_path else ""
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message} (see radtex-bench {command}--help)", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt, typer.Abort) as exc:
+        reason = f" by {exc}" if isinstance(exc, Interrupted) else ""
+        print(f"interrupted{reason}: finished work and the last checkpoint are kept; rerun with --resume",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:
+        log_path = _log_path_from(argv)
+        if _options["debug"]:
+            traceback.print_exc()
+        where = f"the traceback is in {log_path}; " if log_path and log_path.exists() else ""
+        print(f"internal error: {type(exc).__name__}: {exc} ({where}rerun with --debug for details, and please "
+              "report it)", file=sys.stderr)
+        return 1

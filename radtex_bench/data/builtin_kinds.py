@@ -1,0 +1,3 @@
+"""Imports the built-in dataset kinds so they register."""
+
+from . import manifest, synthetic_kind  # noqa: F401

@@ -1,0 +1,81 @@
+"""From a recipe's dataset block to a ready :class:`ImageTable`.
+
+Everything every kind needs happens here once: view filter, report sections, patient-level splits,
+missing-image policy, and pixel source (the ``prepare`` cache or the original files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from . import reports
+from .kinds import DatasetSpec
+from .splits import assign_patient_splits, check_patient_disjoint
+from .table import ImageTable
+
+log = logging.getLogger("radtex_bench")
+
+
+def load_table(spec: DatasetSpec, on_bad_image: str = "error", where: str = "data.pretrain",
+               check_files: bool = True) -> ImageTable:
+    opts = spec.options
+    table = spec.reader(where).read()
+    source = f"{where} ({spec.kind} at {getattr(opts, 'root', None) or 'the built-in generator'})"
+    if len(table) == 0:
+        raise DataError(f"{source}: the dataset lists no images; check `root`")
+
+    if opts.views is not None:
+        keep = table.frame["view"].isin(opts.views).to_numpy()
+        if not keep.any():
+            found = sorted(set(table.frame["view"]) - {""})
+            raise DataError(
+                f"{source}: no image has a view in {list(opts.views)} (found {found or 'no view information'}); "
+                f"set `{where}.views` to the views you want, or null for all"
+            )
+        table = table.take(keep)
+
+    table.frame["report"] = [reports.extract(t, opts.report_section, opts.drop_prior) for t in table.frame["report"]]
+
+    splits = table.frame["split"].to_numpy()
+    if (splits == "").all():
+        table.frame["split"] = assign_patient_splits(table.patient_ids, opts.split_fractions, opts.split_seed)
+    elif (splits == "").any():
+        raise DataError(f"{source}: some images have a split and others none; fill the split for every image")
+    check_patient_disjoint(table.patient_ids, table.frame["split"].to_numpy(), source)
+
+    if check_files:
+        table = _check_images(table, spec, on_bad_image, source)
+    return table
+
+
+def _check_images(table: ImageTable, spec: DatasetSpec, on_bad_image: str, source: str) -> ImageTable:
+    if spec.options.cache:
+        from .cache import PixelCache
+
+        cache = PixelCache.open(Path(spec.options.cache))
+        present = np.array([cache.has(i) for i in table.image_ids], dtype=bool)
+        what = f"missing from the cache {spec.options.cache}"
+    else:
+        present = np.array([os.path.isfile(p) for p in table.frame["path"]], dtype=bool)
+        what = "not found"
+    if present.all():
+        return table
+    missing = table.frame["path"].to_numpy()[~present]
+    if on_bad_image == "error":
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(
+            f"{source}: image {what}: {missing[0]}{more}; restore the files or set "
+            "`data.on_bad_image: skip` to leave them out"
+        )
+    log.warning("%s: skipping %d images %s", source, len(missing), what)
+    skipped = table.skipped + [(str(p), what) for p in missing]
+    table = table.take(present)
+    table.skipped = skipped
+    if len(table) == 0:
+        raise DataError(f"{source}: every listed image is {what}")
+    return table

@@ -1,0 +1,1 @@
+"""The label-budget evaluator: splits, subsets, protocols, statistics."""

@@ -1,0 +1,14 @@
+"""``random``: the encoder as initialised, with no pretraining. The floor every objective must beat."""
+
+from __future__ import annotations
+
+from .base import Objective, register_objective
+
+
+@register_objective("random")
+class RandomInit(Objective):
+    needs: set[str] = set()
+    pretrains = False
+
+    def forward(self, batch):  # pragma: no cover - never trained
+        raise RuntimeError("the random objective is not trained")

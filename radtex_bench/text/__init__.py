@@ -1,0 +1,1 @@
+"""Report text: a locally trained tokenizer and small text towers."""
