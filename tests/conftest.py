@@ -1,0 +1,70 @@
+"""Shared fixtures: small CPU-only settings and tiny datasets generated in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    import torch
+
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # The synthetic dataset cache must never leak into (or out of) the user's ~/.cache.
+    monkeypatch.setenv("RADTEX_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "radtex-cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """A small synthetic dataset (manifest layout), generated once per test session."""
+    from radtex_bench.data.synthetic import generate_synthetic
+
+    return generate_synthetic(tmp_path_factory.mktemp("synth") / "data", n=160, size=32, seed=0)
+
+
+def write_manifest(root: Path, n: int = 40, size: int = 32, seed: int = 0, pathologies=("Cardiomegaly", "Edema"),
+                   reports: bool = True, splits: bool = False) -> Path:
+    """A minimal manifest dataset: random pixels, 2 images per patient, labels in {1, 0, -1, blank}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    header = ["image_path", "patient_id", "view"] + (["split"] if splits else []) + (["report"] if reports else [])
+    header += list(pathologies)
+    rows = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(root / "images" / f"{i}.png")
+        patient = f"p{i // 2}"
+        row = [f"images/{i}.png", patient, "PA"]
+        if splits:
+            row.append(["train", "train", "train", "validate", "test"][(i // 2) % 5])
+        if reports:
+            row.append(f"FINDINGS: image {i} of {patient}. IMPRESSION: nothing acute.")
+        row += [str(v) for v in rng.choice(["1", "0", "-1", ""], size=len(pathologies), p=[0.3, 0.5, 0.1, 0.1])]
+        rows.append(row)
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def manifest_dir(tmp_path) -> Path:
+    write_manifest(tmp_path / "ds")
+    return tmp_path / "ds"

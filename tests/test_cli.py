@@ -1,0 +1,161 @@
+"""The command line end to end, on tiny recipes."""
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from radtex_bench.cli import main
+
+TINY_TRAIN = {"max_steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 1}
+
+
+def tiny_recipe(tmp_path, root, **extra):
+    recipe = {
+        "name": "tiny",
+        "data": {"pretrain": {"kind": "manifest", "root": str(root)}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "encoder": {"name": "resnet18", "image_size": 32},
+        "objectives": [
+            {"name": "captioning", "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
+             "train": TINY_TRAIN},
+            {"name": "clip", "label": "clip-small",
+             "params": {"width": 32, "heads": 2, "layers": 1, "embed_dim": 16, "vocab_size": 300, "min_frequency": 1},
+             "train": TINY_TRAIN},
+            {"name": "random"},
+        ],
+        "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 50},
+        **extra,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import write_manifest
+
+    base = tmp_path_factory.mktemp("cli")
+    write_manifest(base / "ds", n=60)
+    recipe = tiny_recipe(base, base / "ds")
+    out = base / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]) == 0
+    return recipe, out
+
+
+def test_run_writes_the_spec_layout(finished_run):
+    _, out = finished_run
+    for name in ["recipe.yaml", "run.log", "splits.json", "subsets.json", "results.csv", "summary.csv",
+                 "comparisons.csv", "report.md", "plots/auc_vs_budget.png"]:
+        assert (out / name).is_file(), name
+    for label in ["captioning", "clip-small", "random"]:
+        assert (out / "pretrain" / label / "encoder.safetensors").is_file()
+    for label in ["captioning", "clip-small"]:
+        assert (out / "pretrain" / label / "last.ckpt").is_file()
+        metrics = [json.loads(line) for line in (out / "pretrain" / label / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in metrics] == [1, 2]
+        assert all(m["images_per_s"] > 0 and "loss" in m for m in metrics)
+        assert (out / "pretrain" / label / "tokenizer.json").is_file()
+
+
+def test_results_and_summary_tables(finished_run):
+    _, out = finished_run
+    results = read_csv(out / "results.csv")
+    assert list(results[0]) == ["objective", "protocol", "budget", "seed", "pathology", "auc"]
+    assert len(results) == 3 * 1 * 2 * 2 * 2  # objectives x protocols x budgets x seeds x pathologies
+    assert {r["objective"] for r in results} == {"captioning", "clip-small", "random"}
+    for r in results:
+        assert r["auc"] == "" or 0.0 <= float(r["auc"]) <= 1.0
+    summary = read_csv(out / "summary.csv")
+    assert list(summary[0]) == ["objective", "protocol", "budget", "macro_auc", "macro_auc_std", "ci_low",
+                                "ci_high", "n_seeds"]
+    assert len(summary) == 3 * 2
+    report = (out / "report.md").read_text()
+    assert "auc_vs_budget.png" in report and "clip-small" in report
+
+
+def test_splits_and_subsets_are_patient_disjoint(finished_run):
+    _, out = finished_run
+    splits = json.loads((out / "splits.json").read_text())
+    subsets = json.loads((out / "subsets.json").read_text())
+    patient = {row["image_path"]: row["patient_id"] for row in read_csv(out.parent / "ds" / "manifest.csv")}
+    held_out = {patient[i] for i in splits["val"] + splits["test"]}
+    assert not set(splits["train"]) & set(splits["test"])
+    assert set(subsets) == {"0", "1"}
+    for by_budget in subsets.values():
+        assert len(by_budget["4"]) == 4 and len(by_budget["8"]) == 8
+        assert set(by_budget["4"]) <= set(by_budget["8"])  # nested
+        assert set(by_budget["8"]) <= set(splits["train"])
+        assert not {patient[i] for i in by_budget["8"]} & held_out
+
+
+def test_resolved_recipe_reloads(finished_run):
+    from radtex_bench.config import load_recipe
+
+    recipe_path, out = finished_run
+    assert load_recipe(out / "recipe.yaml") == load_recipe(recipe_path)
+
+
+def test_existing_run_is_refused_without_resume(finished_run, capsys):
+    recipe, out = finished_run
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--resume" in err and "Traceback" not in err
+
+
+def test_resume_skips_finished_work(finished_run, capsys):
+    recipe, out = finished_run
+    encoder = out / "pretrain" / "captioning" / "encoder.safetensors"
+    before = encoder.stat().st_mtime_ns
+    summary = (out / "summary.csv").read_text()
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
+    assert encoder.stat().st_mtime_ns == before
+    assert (out / "summary.csv").read_text() == summary
+    assert "pretraining already finished" in (out / "run.log").read_text()
+
+
+def test_resume_with_a_different_recipe_is_refused(finished_run, capsys):
+    recipe, out = finished_run
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume", "--set", "seed=3"]) == 2
+    assert "seed differs" in capsys.readouterr().err
+
+
+def test_report_rebuilds_from_csvs(finished_run):
+    _, out = finished_run
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "## Summary" in (out / "report.md").read_text()
+
+
+def test_list_json(capsys):
+    assert main(["list", "objectives", "--json"]) == 0
+    names = json.loads(capsys.readouterr().out)
+    assert {"captioning", "clip", "random"} <= set(names)
+    assert main(["list", "encoders", "--json"]) == 0
+    assert {"resnet18", "resnet50"} <= set(json.loads(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize(
+    "argv_tail, fragment",
+    [
+        (["run", "missing.yaml"], "recipe not found"),
+        (["list", "things"], "Invalid value"),
+        (["run", "RECIPE", "--set", "evaluation.budgets=[4, 100000]"], "budget 100000 is larger than"),
+        (["run", "RECIPE", "--set", "data.pathologies=[Pneumothorax]"], "Pneumothorax not labelled"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path, manifest_dir, capsys, argv_tail, fragment):
+    recipe = tiny_recipe(tmp_path, manifest_dir)
+    argv = [str(recipe) if a == "RECIPE" else a for a in argv_tail]
+    assert main(["--quiet", *argv, "--out", str(tmp_path / "o")] if argv[0] == "run" and "RECIPE" in argv_tail
+                else argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+    assert not (tmp_path / "o" / "results.csv").exists()

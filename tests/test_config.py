@@ -1,0 +1,109 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from radtex_bench.config import dump_recipe, load_recipe, recipe_from_dict
+from radtex_bench.errors import ConfigError, UserError
+
+BASE = {"name": "t", "objectives": [{"name": "captioning"}, {"name": "random"}]}
+
+
+def write(tmp_path, data, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_defaults_filled_and_round_trip(tmp_path):
+    recipe = recipe_from_dict(BASE)
+    assert recipe.seed == 0
+    assert recipe.data.pretrain.kind == "synthetic"
+    assert recipe.objectives[0].label == "captioning"
+    assert recipe.objectives[0].params["bidirectional"] is True  # objective defaults filled from __init__
+    assert recipe.evaluation.budgets == (10, 50, 100, 250)
+    dumped = write(tmp_path, dump_recipe(recipe), "resolved.yaml")
+    again = load_recipe(dumped)
+    assert again == recipe
+
+
+def test_recipe_is_frozen():
+    recipe = recipe_from_dict(BASE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "patch, fragment",
+    [
+        ({"objectives": [{"name": "captioning", "train": {"epoch": 2}}]}, "objectives.0.train.epoch: unknown key; did you mean 'epochs'?"),
+        ({"evaluation": {"seeds": "three"}}, "evaluation.seeds: expected an integer"),
+        ({"evaluation": {"budgets": [10, -5]}}, "evaluation.budgets.1: must be >= 1"),
+        ({"evaluation": {"seeds": 0}}, "evaluation.seeds: must be >= 1"),
+        ({"evaluation": {"protocols": ["linaer"]}}, "did you mean 'linear'"),
+        ({"objectives": [{"name": "captoning"}]}, "objectives.0.name: unknown objective 'captoning'; did you mean 'captioning'?"),
+        ({"objectives": [{"name": "clip", "params": {"widht": 64}}]}, "objectives.0.params.widht: unknown parameter of this objective; did you mean 'width'?"),
+        ({"objectives": [{"name": "clip", "params": {"width": "wide"}}]}, "objectives.0.params.width: expected an integer"),
+        ({"objectives": [{"name": "clip"}, {"name": "clip"}]}, "objectives.1.label: 'clip' is already used"),
+        ({"objectives": []}, "objectives: needs at least one objective"),
+        ({"encoder": {"name": "resnet18", "image_size": 70}}, "encoder.image_size: 70 is not a multiple of 32"),
+        ({"encoder": {"name": "resnet19"}}, "did you mean 'resnet18'"),
+        ({"data": {"pretrain": {"kind": "mimic"}}}, "data.pretrain.kind: unknown dataset kind 'mimic'"),
+        ({"data": {"pretrain": {"kind": "synthetic", "nn": 5}}}, "data.pretrain.nn: unknown key; did you mean 'n'?"),
+        ({"data": {"uncertain": "maybe"}}, "data.uncertain: invalid value 'maybe'"),
+        ({"datas": {}}, "datas: unknown key; did you mean 'data'?"),
+        ({"plugins": ["no_such_module_xyz"]}, "plugins.0: cannot import plug-in module 'no_such_module_xyz'"),
+    ],
+)
+def test_validation_errors_name_the_key(tmp_path, patch, fragment):
+    data = {**BASE, **patch}
+    path = write(tmp_path, data)
+    with pytest.raises(UserError) as info:
+        load_recipe(path)
+    assert fragment in str(info.value)
+    assert str(info.value).startswith(str(path))
+
+
+def test_missing_name_is_reported():
+    with pytest.raises(ConfigError, match="name: required key is missing"):
+        recipe_from_dict({"objectives": [{"name": "random"}]})
+
+
+def test_yaml_syntax_error_has_line_and_column(tmp_path):
+    path = write(tmp_path, "name: t\nobjectives:\n  - name: [captioning\n")
+    with pytest.raises(UserError, match=r"invalid YAML at line \d+, column \d+"):
+        load_recipe(path)
+
+
+def test_yaml_python_tags_are_refused(tmp_path):
+    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo hi']\nobjectives: [{name: random}]\n")
+    with pytest.raises(UserError, match="invalid YAML"):
+        load_recipe(path)
+
+
+def test_overrides(tmp_path):
+    path = write(tmp_path, {**BASE, "objectives": [{"name": "captioning", "train": {"epochs": 5}}]})
+    recipe = load_recipe(path, ["evaluation.seeds=5", "objectives.0.train.epochs=2", "evaluation.budgets=[20, 10]",
+                                "objectives.0.params.width=128", "data.evaluate.kind=synthetic", "name=other"])
+    assert recipe.evaluation.seeds == 5
+    assert recipe.objectives[0].train.epochs == 2
+    assert recipe.evaluation.budgets == (10, 20)
+    assert recipe.objectives[0].params["width"] == 128
+    assert recipe.data.evaluate is not None and recipe.data.evaluate.kind == "synthetic"
+    assert recipe.name == "other"
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("evaluation.seeds", "expected dotted.key=value"),
+        ("objectives.3.train.epochs=2", "is not an index of a list with 1 entries"),
+        ("evaluation.seeds=abc", "evaluation.seeds: expected an integer"),
+        ("evaluation.seedz=3", "evaluation.seedz: unknown key; did you mean 'seeds'?"),
+    ],
+)
+def test_override_errors(tmp_path, override, fragment):
+    path = write(tmp_path, {**BASE, "objectives": [{"name": "random"}]})
+    with pytest.raises(UserError) as info:
+        load_recipe(path, [override])
+    assert fragment in str(info.value)
