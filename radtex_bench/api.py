@@ -108,11 +108,13 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
     try:
         log.info("radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)", recipe.name, out,
                  torch_device, dist.world_size, resume)
+        preflight(recipe)
         # Everything that can be wrong with the data is found before any training starts.
         pretrain_table = load_table(recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain")
         train_table = pretrain_table.take(pretrain_table.split_rows("train"))
         if len(train_table) == 0:
             raise UserError("data.pretrain: the pretraining dataset has no 'train' split images")
+        check_pretraining_labels(recipe, train_table)
         if recipe.data.evaluate is None:
             eval_table, eval_where = pretrain_table, "data.pretrain"
         else:
@@ -153,6 +155,26 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
         raise
     finally:
         detach_log_file(handler)
+
+
+def preflight(recipe: Recipe) -> None:
+    """Objective-specific checks that must pass before any work (e.g. ImageNet weights present offline)."""
+    from .objectives import OBJECTIVES
+
+    for spec in recipe.objectives:
+        OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
+
+
+def check_pretraining_labels(recipe: Recipe, train_table) -> None:
+    from .objectives import OBJECTIVES
+
+    users = [s.label for s in recipe.objectives if "labels" in OBJECTIVES.get(s.name).needs]
+    absent = [p for p in recipe.data.pathologies if not train_table.has_label(p)]
+    if users and absent:
+        raise UserError(
+            f"data.pathologies: {', '.join(absent)} not labelled in the pretraining dataset, which objective(s) "
+            f"{', '.join(users)} train on; remove them from data.pathologies or the objective"
+        )
 
 
 def _agree_on_out(out: Path, dist) -> Path:

@@ -79,13 +79,19 @@ def run(
 def list_(
     what: Annotated[What, typer.Argument(help="What to list.")] = What.objectives,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of names.")] = False,
+    plugin: Annotated[Optional[list[str]], typer.Option("--plugin", help="Also import this plug-in module.")] = None,
 ) -> None:
     """List registered objectives (built-ins and plug-ins), encoders or dataset kinds."""
     if what is What.objectives:
         from .objectives import OBJECTIVES, load_plugins
 
-        load_plugins()
-        registry, describe = OBJECTIVES, lambda n: (OBJECTIVES.get(n).__doc__ or "").strip().splitlines()[0:1]
+        load_plugins(plugin or ())
+        def describe(name: str) -> list[str]:
+            cls = OBJECTIVES.get(name)
+            doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip()
+            return doc.removeprefix(f"``{name}``: ").splitlines()[0:1]
+
+        registry = OBJECTIVES
     elif what is What.encoders:
         from .encoders import ENCODERS
 

@@ -9,7 +9,7 @@ from .base import OBJECTIVES, BATCH_KEYS, Objective, SetupContext, register_obje
 
 # Built-ins register themselves on import. Heavy libraries (open_clip, lightly, tokenizers) are
 # imported inside the objectives, so listing names stays fast.
-from . import captioning, clip, random_init  # noqa: E402,F401  isort: skip
+from . import captioning, clip, imagenet, random_init, simclr, supervised  # noqa: E402,F401  isort: skip
 
 ENTRY_POINT_GROUP = "radtex_bench.objectives"
 

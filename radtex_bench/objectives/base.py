@@ -61,6 +61,13 @@ class Objective(nn.Module):
         super().__init__()
         self.encoder = encoder
 
+    @classmethod
+    def preflight(cls, encoder_name: str, params: dict[str, Any]) -> None:
+        """Check the environment before any work starts (e.g. weights present offline). Optional.
+
+        Raise :class:`radtex_bench.errors.UserError` to stop the run with a clear message.
+        """
+
     def setup(self, context: SetupContext) -> None:
         """Build data-dependent parts (vocabularies, heads sized by the label count). Optional."""
 

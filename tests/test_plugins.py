@@ -1,0 +1,118 @@
+"""Objectives written outside the package: recipe `plugins:`, entry points, and registration errors."""
+
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from radtex_bench import registry
+from radtex_bench.cli import main
+from radtex_bench.config import recipe_from_dict
+from radtex_bench.errors import UserError
+from radtex_bench.objectives import OBJECTIVES, load_plugins
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "objectives.md"
+
+
+def docs_example() -> str:
+    text = DOCS.read_text()
+    section = text.split("## Writing your own objective", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_docs_example_runs_from_a_recipe(tmp_path, monkeypatch, capsys):
+    from conftest import write_manifest
+
+    (tmp_path / "docs_example_objectives.py").write_text(docs_example())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_manifest(tmp_path / "ds", n=40)
+    recipe = {
+        "name": "plugin",
+        "plugins": ["docs_example_objectives"],
+        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly"]},
+        "encoder": {"name": "resnet18", "image_size": 32},
+        "objectives": [{"name": "rotation", "params": {"hidden": 16},
+                        "train": {"max_steps": 2, "batch_size": 8, "log_every": 1}}, {"name": "random"}],
+        "evaluation": {"budgets": [6], "seeds": 1, "bootstrap": 0},
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["--quiet", "run", str(path), "--out", str(tmp_path / "run")]) == 0
+    results = (tmp_path / "run" / "results.csv").read_text()
+    assert "rotation,linear,6,0,Cardiomegaly" in results
+    metrics = [json.loads(x) for x in (tmp_path / "run/pretrain/rotation/metrics.jsonl").read_text().splitlines()]
+    assert "accuracy" in metrics[-1]
+    assert main(["list", "objectives", "--json", "--plugin", "docs_example_objectives"]) == 0
+    assert "rotation" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def plugin(tmp_path, monkeypatch, name, body):
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+
+
+def test_name_clash_is_an_error(tmp_path, monkeypatch):
+    plugin(tmp_path, monkeypatch, "clash_plugin", """
+        from radtex_bench import Objective, register_objective
+
+        @register_objective("captioning")
+        class Mine(Objective):
+            pass
+    """)
+    with pytest.raises(UserError, match="'captioning' is registered twice"):
+        recipe_from_dict({"name": "x", "plugins": ["clash_plugin"], "objectives": [{"name": "random"}]})
+
+
+def test_not_an_objective_is_an_error(tmp_path, monkeypatch):
+    plugin(tmp_path, monkeypatch, "notobj_plugin", """
+        from radtex_bench import register_objective
+
+        @register_objective("notobj")
+        class Plain:
+            pass
+    """)
+    with pytest.raises(UserError, match="is not a subclass of radtex_bench.objectives.base.Objective"):
+        load_plugins(["notobj_plugin"])
+
+
+def test_plugin_that_crashes_on_import(tmp_path, monkeypatch):
+    plugin(tmp_path, monkeypatch, "broken_plugin", "raise RuntimeError('boom')\n")
+    with pytest.raises(UserError, match=r"plugins.0: plug-in module 'broken_plugin' failed to import: RuntimeError: boom"):
+        load_plugins(["broken_plugin"])
+
+
+def test_plugin_error_through_the_cli(tmp_path, monkeypatch, capsys):
+    plugin(tmp_path, monkeypatch, "broken_plugin2", "import does_not_exist_anywhere\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "plugins": ["broken_plugin2"], "objectives": [{"name": "random"}]}))
+    assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "broken_plugin2" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_entry_point_registers_objective(tmp_path, monkeypatch):
+    pkg = tmp_path / "site"
+    pkg.mkdir()
+    (pkg / "ep_objectives.py").write_text(textwrap.dedent("""
+        from radtex_bench import Objective
+
+        class ViaEntryPoint(Objective):
+            def forward(self, batch):
+                return {"loss": self.encoder(batch["image"]).mean()}
+    """))
+    dist = pkg / "ep_objectives-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-objectives\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[radtex_bench.objectives]\nvia_ep = ep_objectives:ViaEntryPoint\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", set())
+    load_plugins()
+    assert "via_ep" in OBJECTIVES
+    recipe = recipe_from_dict({"name": "x", "objectives": [{"name": "via_ep"}]})
+    assert recipe.objectives[0].name == "via_ep"
