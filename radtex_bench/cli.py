@@ -97,8 +97,10 @@ def list_(
 
         registry, describe = ENCODERS, lambda n: [f"{ENCODERS.get(n).out_dim}-d features"]
     else:
-        from .data import DATASETS
-        from .data import builtin_kinds  # noqa: F401
+        from .data import (
+            DATASETS,
+            builtin_kinds,  # noqa: F401
+        )
 
         registry, describe = DATASETS, lambda n: [DATASETS.get(n).description]
     names = registry.names()
@@ -158,6 +160,62 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run folder."
     from .reporting import build_report
 
     typer.echo(str(build_report(run_dir)))
+
+
+@app.command()
+def prepare(
+    kind: Annotated[str, typer.Argument(help="Dataset kind (radtex-bench list datasets).")],
+    root: Annotated[str, typer.Argument(help="Dataset folder (or CSV for manifest).")],
+    out: Annotated[Path, typer.Argument(help="Cache folder to write (rerun the same command to resume).")],
+    size: Annotated[int, typer.Option(min=8, help="Shorter image side -> SIZE, centre-cropped square.")] = 256,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Decoding processes [min(8, CPUs)].")] = None,
+) -> None:
+    """Decode and resize every image of a dataset once into a memory-mapped cache (`cache: OUT` in a recipe)."""
+    from .data.cache import prepare as prepare_cache
+    from .ui import progress
+
+    with progress() as bar:
+        tasks: list = []  # added on the first report, after the dataset was read (errors print cleanly)
+
+        def report(done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(bar.add_task("prepare", total=total, info="decoding"))
+            bar.update(tasks[0], completed=done, total=total)
+
+        result = prepare_cache(kind, root, out, size=size, workers=workers, progress=report)
+    typer.echo(json.dumps(result.to_json()))
+    if result.skipped:
+        print(f"warning: {result.skipped} unreadable images skipped; listed in {out / 'skipped.txt'}",
+              file=sys.stderr)
+
+
+@bench_app.command("loader")
+def bench_loader(
+    n: Annotated[int, typer.Option(min=2, help="Images to time.")] = 200,
+    size: Annotated[int, typer.Option(min=8, help="Output image side.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="DataLoader batch size.")] = 32,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 2,
+    epochs: Annotated[int, typer.Option(min=1, help="Timed epochs (after one warm-up epoch).")] = 2,
+    min_side: Annotated[int, typer.Option(min=64, help="Generated images: smallest side.")] = 1024,
+    max_side: Annotated[int, typer.Option(min=64, help="Generated images: largest side.")] = 2048,
+    file_format: Annotated[str, typer.Option("--format", help="Generated images: mixed | jpg | png.")] = "mixed",
+    kind: Annotated[Optional[str], typer.Option(help="Time a real dataset of this kind instead.")] = None,
+    root: Annotated[Optional[str], typer.Option(help="Root of the real dataset (with --kind).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated images / the image choice.")] = 0,
+) -> None:
+    """Images/s of the training loader from the pixel cache vs decoding the original files (one JSON line)."""
+    from .bench.loader import run_loader_benchmark
+
+    if file_format not in ("mixed", "jpg", "png"):
+        raise UserError(f"--format {file_format!r}: choose mixed, jpg or png")
+    if bool(kind) != bool(root):
+        raise UserError("bench loader: give --kind and --root together (or neither, to generate images)")
+    if min_side > max_side:
+        raise UserError(f"bench loader: --min-side {min_side} is larger than --max-side {max_side}")
+    result = run_loader_benchmark(n=n, size=size, batch_size=batch_size, workers=workers, epochs=epochs,
+                                  min_side=min_side, max_side=max_side, seed=seed, kind=kind, root=root,
+                                  file_format=file_format)
+    typer.echo(json.dumps(result.to_json()))
 
 
 def _log_path_from(argv: list[str]) -> Path | None:

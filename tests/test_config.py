@@ -107,3 +107,25 @@ def test_override_errors(tmp_path, override, fragment):
     with pytest.raises(UserError) as info:
         load_recipe(path, [override])
     assert fragment in str(info.value)
+
+
+def test_every_recipe_key_is_documented():
+    from pathlib import Path
+
+    from radtex_bench import config
+    from radtex_bench.data.kinds import DatasetOptions
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    for cls in [config.Recipe, config.DataConfig, DatasetOptions, config.EncoderConfig, config.ObjectiveSpec,
+                config.TrainConfig, config.EvaluationConfig]:
+        for field in dataclasses.fields(cls):
+            assert f"`{field.name}`" in text, f"{cls.__name__}.{field.name} missing from docs/recipes.md"
+
+
+def test_shipped_recipes_validate():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        load_recipe(path)

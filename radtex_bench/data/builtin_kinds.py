@@ -1,3 +1,3 @@
 """Imports the built-in dataset kinds so they register."""
 
-from . import manifest, synthetic_kind  # noqa: F401
+from . import chexpert, manifest, mimic, nih, openi, synthetic_kind  # noqa: F401

@@ -20,6 +20,10 @@ from ..errors import DataError
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
+class DicomSupportMissing(DataError):
+    """A DICOM file was met but pydicom is not installed (every later DICOM would fail the same way)."""
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """Linearly map an integer or float image's own [min, max] range onto [0, 255]."""
     arr = arr.astype(np.float32)
@@ -33,7 +37,7 @@ def _read_dicom(path: Path) -> np.ndarray:
     try:
         import pydicom
     except ImportError:
-        raise DataError(
+        raise DicomSupportMissing(
             f"{path}: reading DICOM needs pydicom; install it with `pip install radtex-bench[dicom]`"
         ) from None
     ds = pydicom.dcmread(str(path))
@@ -64,11 +68,30 @@ def _open_pil(path: Path, size: int | None) -> Image.Image:
     return img
 
 
+def is_dicom(path: Path) -> bool:
+    """DICOM by suffix, or by the ``DICM`` magic at byte 128 (MIMIC-CXR/OpenI files without a suffix)."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def read_grey(path: Path, size_hint: int | None = None) -> np.ndarray:
-    """Decode ``path`` as uint8 ``[H, W]`` (8/16-bit PNG, JPEG, grey or RGB, DICOM)."""
+    """Decode ``path`` as uint8 ``[H, W]`` (8/16-bit PNG, JPEG, grey or RGB, DICOM).
+
+    16-bit and float images are mapped linearly from their own min/max onto 0-255 (the stored range of
+    a radiograph PNG is its window); RGB(A) is converted to luminance; DICOM applies the rescale and
+    VOI LUT / window and shows MONOCHROME1 inverted, as radiologists see it.
+    """
     path = Path(path)
     try:
-        if path.suffix.lower() in DICOM_SUFFIXES:
+        if is_dicom(path):
             return _read_dicom(path)
         with _open_pil(path, size_hint) as img:
             img.load()
@@ -98,4 +121,5 @@ def square(arr: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_square(path: Path, size: int) -> np.ndarray:
+    """``path`` decoded and resized to uint8 ``[size, size]`` (the pixels training and the cache both use)."""
     return square(read_grey(path, size_hint=size), size)

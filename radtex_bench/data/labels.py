@@ -6,7 +6,10 @@ Labels are kept as float32 with four distinct states until a recipe's policy map
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 
@@ -98,16 +101,33 @@ _VALUE = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, 
 
 
 def parse_label_column(values, column: str, source: str) -> np.ndarray:
-    """Strings or numbers holding 1 / 0 / -1 / blank -> float32 with NaN for blank."""
+    """Strings or numbers holding 1 / 0 / -1 / blank -> float32 with NaN for blank (whole column at once)."""
     from ..errors import DataError
 
-    out = np.empty(len(values), dtype=np.float32)
-    for i, v in enumerate(values):
-        key = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip().lower()
-        if key not in _VALUE:
-            raise DataError(
-                f"{source}: column '{column}' holds {v!r} (row {i + 2}); label columns may only hold "
-                "1, 0, -1 or blank. If it is not a label column, list the label columns under `labels:`"
-            )
-        out[i] = _VALUE[key]
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        out = series.to_numpy(dtype=np.float32, na_value=np.nan)
+        bad = ~(np.isnan(out) | np.isin(out, (POSITIVE, NEGATIVE, UNCERTAIN)))
+    else:
+        keys = series.astype(object).where(series.notna(), "").astype(str).str.strip().str.lower()
+        out = keys.map(_VALUE).to_numpy(dtype=np.float32, na_value=np.nan)
+        bad = ~keys.isin(_VALUE.keys()).to_numpy()
+        if bad.any():  # other spellings of a number ("1.00", "-1.0e0")
+            numbers = pd.to_numeric(keys[bad], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
+            fine = np.isin(numbers, (POSITIVE, NEGATIVE, UNCERTAIN))
+            out[np.flatnonzero(bad)[fine]] = numbers[fine]
+            bad[np.flatnonzero(bad)[fine]] = False
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: column '{column}' holds {series.iloc[row]!r} (row {row + 2}); label columns may only hold "
+            "1, 0, -1 or blank. If it is not a label column, list the label columns under `labels:`"
+        )
     return out
+
+
+def label_matrix(frame: pd.DataFrame, columns: Sequence[str], source: str) -> np.ndarray:
+    """``[N, len(columns)]`` float32 labels (1 / 0 / -1 / NaN) from ``frame``'s label columns."""
+    if not columns:
+        return np.zeros((len(frame), 0), dtype=np.float32)
+    return np.stack([parse_label_column(frame[c], c, source) for c in columns], axis=1)

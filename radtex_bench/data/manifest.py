@@ -4,6 +4,10 @@
 the CSV), ``patient_id``, optional ``image_id`` (defaults to ``image_path``), ``study_id``, ``view``,
 ``split``, ``report``; every other column is a label column holding 1 / 0 / -1 / blank (or list the
 label columns under ``labels:``). Names are mapped to CheXpert's spelling where one matches.
+
+Image paths must stay inside the CSV's folder (``..`` that leaves it, or an absolute path, is an error)
+unless ``allow_absolute_paths: true``; symlinks inside the folder are fine. Views are upper-cased with
+lateral spellings (``LL``, ``RL``, ``LAT``) read as ``LATERAL``; a blank ``study_id`` is the patient's.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import pandas as pd
 
 from ..errors import DataError
 from ..schema import option
+from .columns import join_image_paths, normalise_views
 from .kinds import DatasetKind, DatasetOptions, register_dataset
-from .labels import canonical_name, parse_label_column
+from .labels import canonical_name, label_matrix
 from .splits import normalise_split
 from .table import ImageTable
 
@@ -32,31 +37,23 @@ class ManifestOptions(DatasetOptions):
 
 def resolve_image_path(base: Path, value: str, allow_absolute: bool, source: str) -> str:
     """An image path inside the dataset root (or anywhere, when absolute paths are allowed)."""
-    p = Path(value)
-    if p.is_absolute():
-        if not allow_absolute:
-            raise DataError(
-                f"{source}: image_path {value!r} is absolute; use paths relative to the CSV or set "
-                "`allow_absolute_paths: true`"
-            )
-        return str(p)
-    full = (base / p).resolve()
-    if not allow_absolute and not full.is_relative_to(base.resolve()):
-        raise DataError(
-            f"{source}: image_path {value!r} points outside the dataset folder {base}; move the image "
-            "inside it or set `allow_absolute_paths: true`"
-        )
-    return str(full)
+    return str(join_image_paths(base, pd.Series([value]), allow_absolute, source).iloc[0])
+
+
+def _first_row(mask: pd.Series) -> int:
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 2  # + header line, 1-based
 
 
 def read_manifest(csv_path: Path, options: ManifestOptions, kind: str = "manifest") -> ImageTable:
+    """Read a manifest CSV; every check works on whole columns (a 400k-row manifest loads in seconds)."""
+    source = str(csv_path)
     try:
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise DataError(f"manifest not found: {csv_path}; point `root` at the CSV or its folder") from None
     except Exception as exc:
         raise DataError(f"cannot read manifest {csv_path}: {exc}") from None
-    df.columns = [c.strip() for c in df.columns]
+    df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; a manifest needs {', '.join(REQUIRED)}")
@@ -66,44 +63,49 @@ def read_manifest(csv_path: Path, options: ManifestOptions, kind: str = "manifes
             raise DataError(f"{csv_path}: label column(s) {', '.join(absent)} not in the CSV")
         label_cols = list(options.labels)
     else:
-        label_cols = [c for c in df.columns if c not in REQUIRED + OPTIONAL]
+        label_cols = [c for c in df.columns if c not in REQUIRED + OPTIONAL and not c.startswith("Unnamed:")]
     names = [canonical_name(c) for c in label_cols]
     if len(set(names)) != len(names):
         raise DataError(f"{csv_path}: two label columns map to the same pathology name: {names}")
 
-    base = csv_path.parent
-    empty_paths = df["image_path"].str.strip() == ""
-    if empty_paths.any():
-        raise DataError(f"{csv_path}: row {int(np.flatnonzero(empty_paths)[0]) + 2} has an empty image_path")
-    if (df["patient_id"].str.strip() == "").any():
-        row = int(np.flatnonzero(df["patient_id"].str.strip() == "")[0]) + 2
-        raise DataError(f"{csv_path}: row {row} has an empty patient_id; every image needs its patient")
-    paths = [resolve_image_path(base, v, options.allow_absolute_paths, str(csv_path)) for v in df["image_path"]]
-    image_ids = df["image_id"] if "image_id" in df.columns else df["image_path"]
-    image_ids = [i if i else p for i, p in zip(image_ids, df["image_path"])]
-    if len(set(image_ids)) != len(image_ids):
-        dup = pd.Series(image_ids)[pd.Series(image_ids).duplicated()].iloc[0]
-        raise DataError(f"{csv_path}: image_id {dup!r} appears twice; ids must be unique")
-    try:
-        splits = [normalise_split(v) for v in df["split"]] if "split" in df.columns else [""] * len(df)
-    except ValueError as exc:
-        raise DataError(f"{csv_path}: unknown split {exc.args[0]!r}; use train, validate or test") from None
+    image_path = df["image_path"].str.strip()
+    patient = df["patient_id"].str.strip()
+    if (image_path == "").any():
+        raise DataError(f"{csv_path}: row {_first_row(image_path == '')} has an empty image_path")
+    if (patient == "").any():
+        raise DataError(f"{csv_path}: row {_first_row(patient == '')} has an empty patient_id; every image needs "
+                        "its patient")
+    paths = join_image_paths(csv_path.parent, image_path, options.allow_absolute_paths, source)
+    image_ids = df["image_id"].str.strip() if "image_id" in df.columns else image_path
+    image_ids = image_ids.where(image_ids != "", image_path)
+    if image_ids.duplicated().any():
+        raise DataError(f"{csv_path}: image_id {image_ids[image_ids.duplicated()].iloc[0]!r} appears twice; "
+                        "ids must be unique")
+    splits = split_column(df["split"], source) if "split" in df.columns else ""
+    study = df["study_id"].str.strip() if "study_id" in df.columns else patient
     frame = pd.DataFrame(
         {
             "image_id": image_ids,
             "path": paths,
-            "patient_id": df["patient_id"].str.strip(),
-            "study_id": df["study_id"] if "study_id" in df.columns else df["patient_id"],
-            "view": (df["view"].str.strip().str.upper() if "view" in df.columns else ""),
+            "patient_id": patient,
+            "study_id": study.where(study != "", patient),
+            "view": normalise_views(df["view"]).to_numpy() if "view" in df.columns else "",
             "split": splits,
             "report": df["report"] if "report" in df.columns else "",
         }
     )
-    labels = (
-        np.stack([parse_label_column(df[c].tolist(), c, str(csv_path)) for c in label_cols], axis=1)
-        if label_cols else np.zeros((len(df), 0), np.float32)
-    )
-    return ImageTable(frame=frame, labels=labels, label_names=names, kind=kind, root=base)
+    labels = label_matrix(df, label_cols, source)
+    return ImageTable(frame=frame, labels=labels, label_names=names, kind=kind, root=csv_path.parent)
+
+
+def split_column(values: pd.Series, source: str) -> np.ndarray:
+    """A split column normalised to train / validate / test / ``""``."""
+    unique = {v: v for v in pd.unique(values)}
+    try:
+        mapping = {v: normalise_split(v) for v in unique}
+    except ValueError as exc:
+        raise DataError(f"{source}: unknown split {exc.args[0]!r}; use train, validate or test") from None
+    return values.map(mapping).to_numpy(dtype=object)
 
 
 @register_dataset("manifest")

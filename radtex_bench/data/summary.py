@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any
 
-import numpy as np
-
+from .columns import files_present
 from .kinds import DatasetSpec
 from .labels import label_counts
 from .table import SPLITS
 
 
 def summarise(kind: str, root: str, **options: Any) -> dict[str, Any]:
-    """Counts over every listed image (all views); ``images`` counts those present on disk."""
+    """Counts over every listed image (all views).
+
+    ``images``: listed and present on disk; ``studies`` / ``patients``: distinct ids over the listed
+    images; ``reports``: images with a non-empty report; ``views``: images per view (unknown views are
+    not counted); ``splits``: only when the dataset ships an official split (as the reader returns it,
+    e.g. NIH's validate carved out of train_val_list.txt); ``labels``: per label over listed images.
+    """
     spec = DatasetSpec.from_plain({"kind": kind, "root": root, "views": None, **options}, "data")
     table = spec.reader("data").read()
     frame = table.frame
-    present = np.array([os.path.isfile(p) for p in frame["path"]], dtype=bool)
     views = Counter(v for v in frame["view"] if v)
     out: dict[str, Any] = {
         "kind": kind,
-        "images": int(present.sum()),
+        "images": int(files_present(frame["path"]).sum()),
         "studies": int(frame["study_id"].nunique()),
         "patients": int(frame["patient_id"].nunique()),
         "reports": int((frame["report"].str.strip() != "").sum()),
-        "views": dict(sorted(views.items())),
+        "views": dict(sorted(views.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
     splits = Counter(s for s in frame["split"] if s)
     if splits:

@@ -19,7 +19,13 @@ from ..config import Recipe
 from ..seeds import derive_seed
 from .data import EvalData
 from .evaluator import Cell
-from .stats import macro_auroc_bootstrap, mean_std, paired_comparison, patient_bootstrap_weights, percentile_interval
+from .stats import (
+    macro_auroc_bootstrap,
+    mean_std,
+    paired_comparison,
+    patient_bootstrap_weights,
+    percentile_interval,
+)
 
 RESULTS_HEADER = ("objective", "protocol", "budget", "seed", "pathology", "auc")
 SUMMARY_HEADER = ("objective", "protocol", "budget", "macro_auc", "macro_auc_std", "ci_low", "ci_high", "n_seeds")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..registry import import_plugin, load_entry_points
-from .base import OBJECTIVES, BATCH_KEYS, Objective, SetupContext, register_objective
+from .base import BATCH_KEYS, OBJECTIVES, Objective, SetupContext, register_objective
 
 # Built-ins register themselves on import. Heavy libraries (open_clip, lightly, tokenizers) are
 # imported inside the objectives, so listing names stays fast.

@@ -1,0 +1,1 @@
+"""Speed benchmarks behind ``radtex-bench bench ...``; each prints one JSON line."""

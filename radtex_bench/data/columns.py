@@ -1,0 +1,147 @@
+"""Whole-column conversions every dataset reader shares: views, image paths, files on disk, carved splits.
+
+MIMIC-CXR lists 377k images, so readers must load in seconds: everything here works on pandas
+columns at once, and checking files on disk lists each folder once instead of one ``stat`` per image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+#: Projection spellings the datasets use for a lateral view; all become ``LATERAL``.
+LATERAL_ALIASES = ("LATERAL", "LAT", "LL", "RL", "LARGE LATERAL", "XTABLE LATERAL")
+
+
+def normalise_views(values: pd.Series | Iterable[str]) -> pd.Series:
+    """Upper-case, single-spaced view names; every lateral spelling (``LL``, ``RL``, ...) -> ``LATERAL``.
+
+    Other projections (``AP AXIAL``, ``LAO``, ``SWIMMERS``, ...) keep their own name; unknown is ``""``.
+    """
+    s = pd.Series(values, dtype=object).fillna("").astype(str)
+    s = s.str.strip().str.upper().str.replace(r"\s+", " ", regex=True)
+    return s.where(~s.isin(LATERAL_ALIASES), "LATERAL")
+
+
+_SPECIAL = re.compile(r"^/|^\./|(?:^|/)\.\.?(?:/|$)")
+
+
+def join_image_paths(base: Path, values: pd.Series | Iterable[str], allow_absolute: bool, source: str,
+                     column: str = "image_path") -> pd.Series:
+    """Absolute image paths for ``values`` relative to ``base``, refusing any that leave ``base``.
+
+    The check is lexical (``..`` segments), not ``realpath``: a dataset folder whose images are
+    symlinks into another disk is common and fine. Backslashes (CSV files written on Windows) are read
+    as separators.
+    """
+    base_abs = os.path.abspath(base)
+    inside = base_abs.rstrip("/") + "/"
+    values = ["" if v is None or v != v else str(v).strip().replace("\\", "/") for v in values]
+    out = [inside + v for v in values]
+    for i in (i for i, v in enumerate(values) if _SPECIAL.search(v)):  # rare: absolute, ./ or ..
+        v = values[i]
+        if v.startswith("/"):
+            if not allow_absolute:
+                raise DataError(
+                    f"{source}: {column} {v!r} is absolute; use paths relative to {base} or set "
+                    "`allow_absolute_paths: true`"
+                )
+            out[i] = os.path.normpath(v)
+            continue
+        out[i] = os.path.normpath(out[i])
+        if not allow_absolute and not out[i].startswith(inside):
+            raise DataError(
+                f"{source}: {column} {v!r} points outside the dataset folder {base}; move the image "
+                "inside it or set `allow_absolute_paths: true`"
+            )
+    return pd.Series(out, dtype=object)
+
+
+def _listing(folder: str) -> set[str]:
+    try:
+        with os.scandir(folder or "/") as it:
+            return {e.name for e in it}
+    except OSError:
+        return set()
+
+
+def files_present(paths: pd.Series | Iterable[str]) -> np.ndarray:
+    """Whether each path exists, listing a folder once when it holds many of them (NIH: 112k images in
+    one folder) and checking the others one by one (MIMIC: 2-3 images per study folder)."""
+    paths = [str(p) for p in paths]
+    folders = [p.rpartition("/")[0] for p in paths]
+    listed = {f: _listing(f) for f, n in Counter(folders).items() if n >= 8}
+    isfile = os.path.isfile
+    return np.fromiter(
+        (p[len(f) + 1 :] in listed[f] if f in listed else isfile(p) for p, f in zip(paths, folders)),
+        dtype=bool, count=len(paths),
+    )
+
+
+def carve_patients(patient_ids: np.ndarray, rows: np.ndarray, fraction: float, seed: int, salt: int) -> np.ndarray:
+    """Boolean mask over ``patient_ids``: the images of a seeded ``fraction`` of the patients among ``rows``.
+
+    Used to cut a split a dataset does not ship (e.g. NIH's validate out of ``train_val_list.txt``) by
+    patient, so no patient lands in two splits. Deterministic for (patients, seed); at least one patient
+    is carved when ``fraction > 0`` and there are two or more patients.
+    """
+    patient_ids = np.asarray(patient_ids, dtype=str)
+    mask = np.zeros(len(patient_ids), dtype=bool)
+    patients = np.unique(patient_ids[rows])
+    n = len(patients)
+    k = int(round(fraction * n))
+    if fraction > 0 and n >= 2:
+        k = min(max(k, 1), n - 1)
+    if k <= 0:
+        return mask
+    rng = np.random.default_rng(np.random.SeedSequence([seed, salt]))
+    chosen = patients[rng.permutation(n)[:k]]
+    mask[rows] = np.isin(patient_ids[rows], chosen)
+    return mask
+
+
+def dataset_folder(options, where: str, what: str) -> Path:
+    """``options.root`` as an existing folder, else a :class:`DataError` saying what it should hold."""
+    root = options.root_path(where)
+    if not root.is_dir():
+        state = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(f"{where}.root: {root} {state}; point it at {what}")
+    return root
+
+
+def first_existing(folder: Path, patterns: Iterable[str]) -> Path | None:
+    """The first file matching one of ``patterns`` (glob, tried in order; within one, the last sorted name)."""
+    for pattern in patterns:
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[-1]
+    return None
+
+
+def read_table(path: Path, what: str, **kwargs) -> pd.DataFrame:
+    """``pandas.read_csv`` whose failures become one-line :class:`DataError` naming the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError:
+        raise DataError(f"{what} not found: {path}") from None
+    except ValueError as exc:  # missing usecols, bad dtype
+        raise DataError(f"{path}: {exc}; is this the {what} as downloaded?") from None
+    except Exception as exc:
+        raise DataError(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected the {what} as downloaded "
+            f"(found: {', '.join(map(str, df.columns[:12]))})"
+        )
