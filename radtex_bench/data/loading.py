@@ -7,13 +7,13 @@ missing-image policy, and pixel source (the ``prepare`` cache or the original fi
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from . import reports
+from .columns import files_present
 from .kinds import DatasetSpec
 from .splits import assign_patient_splits, check_patient_disjoint
 from .table import ImageTable
@@ -61,7 +61,7 @@ def _check_images(table: ImageTable, spec: DatasetSpec, on_bad_image: str, sourc
         present = np.array([cache.has(i) for i in table.image_ids], dtype=bool)
         what = f"missing from the cache {spec.options.cache}"
     else:
-        present = np.array([os.path.isfile(p) for p in table.frame["path"]], dtype=bool)
+        present = files_present(table.frame["path"])
         what = "not found"
     if present.all():
         return table
