@@ -10,6 +10,7 @@ labelled subsets (same seeds), and the interval and p-value are those of the dif
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -76,9 +77,11 @@ class Summariser:
                     continue
                 per_seed.append(macro_auroc_bootstrap(cell.scores[:, defined], self.test_labels[:, defined],
                                                       self.weights))
-            self._replicates[key] = (
-                np.nanmean(np.stack(per_seed), axis=0) if per_seed else np.full(len(self.weights), np.nan)
-            )
+            with warnings.catch_warnings():  # a replicate undefined for every seed stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._replicates[key] = (
+                    np.nanmean(np.stack(per_seed), axis=0) if per_seed else np.full(len(self.weights), np.nan)
+                )
         return self._replicates[key]
 
     def observed(self, key: tuple[str, str, int]) -> tuple[float, float, int]:
