@@ -53,7 +53,8 @@ def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     if not out.is_dir():
         raise UserError(f"--out {out} is a file; choose a folder")
     if not stored_path.exists():
-        if any(out.iterdir()):
+        # A folder holding only the log of a start that failed validation can be reused.
+        if any(p for p in out.iterdir() if not (p.name.startswith("run.") and p.name.endswith(".log"))):
             raise UserError(f"--out {out} is not empty and holds no radtex-bench run; choose a new or empty folder")
         return
     if not resume:
@@ -82,7 +83,7 @@ def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
 
 
 def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str = "auto", resume: bool = False,
-        overrides: Sequence[str] = ()) -> Path:
+        overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Path:
     """Pretrain every objective of ``recipe``, evaluate every encoder, write tables, plots and report."""
     from .data.loading import load_table
     from .engine.distributed import init_distributed, resolve_device
@@ -91,11 +92,12 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
     from .ui import attach_log_file, detach_log_file, info
 
     if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
-    elif overrides:
+        recipe = load_recipe(recipe, overrides, exclude)
+    elif overrides or exclude:
         from .config import recipe_from_dict
 
-        recipe = recipe_from_dict(recipe.to_plain(), overrides)
+        recipe = recipe_from_dict(recipe.to_plain(), overrides, exclude)
+    preflight(recipe)
     torch_device = resolve_device(device)
     dist = init_distributed(torch_device)
     out = _agree_on_out(Path(out) if out else default_out(recipe), dist)
@@ -108,7 +110,6 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
     try:
         log.info("radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)", recipe.name, out,
                  torch_device, dist.world_size, resume)
-        preflight(recipe)
         # Everything that can be wrong with the data is found before any training starts.
         pretrain_table = load_table(recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain")
         train_table = pretrain_table.take(pretrain_table.split_rows("train"))

@@ -64,6 +64,7 @@ def run(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: dotted.key=value.")] = None,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue a run in --out.")] = False,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out the objective with this label.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Pretrain every objective of RECIPE, evaluate each encoder at every label budget, write the report."""
@@ -72,7 +73,7 @@ def run(
 
     if quiet:
         set_quiet(True)
-    run_api(recipe, out=out, device=device.value, resume=resume, overrides=set_ or ())
+    run_api(recipe, out=out, device=device.value, resume=resume, overrides=set_ or (), exclude=exclude or ())
 
 
 @app.command("list")
@@ -215,6 +216,30 @@ def bench_loader(
     result = run_loader_benchmark(n=n, size=size, batch_size=batch_size, workers=workers, epochs=epochs,
                                   min_side=min_side, max_side=max_side, seed=seed, kind=kind, root=root,
                                   file_format=file_format)
+    typer.echo(json.dumps(result.to_json()))
+
+
+@bench_app.command("trainer")
+def bench_trainer(
+    encoder: Annotated[str, typer.Option(help="Encoder of the benchmarked objective (supervised).")] = "resnet18",
+    size: Annotated[int, typer.Option(min=8, help="Image side in pixels.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per repetition.")] = 8,
+    warmup: Annotated[int, typer.Option(min=1, help="Untimed steps before the clock starts.")] = 2,
+    repeats: Annotated[int, typer.Option(min=1, help="Repetitions of each loop (alternating; medians).")] = 9,
+    device: Annotated[Device, typer.Option(help="Where to train.")] = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads [torch's default].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the data and the initial weights.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON object (always printed).")] = True,
+) -> None:
+    """Steps/s of the toolkit's training loop vs a bare PyTorch loop on the same model and data (one JSON line)."""
+    from .bench.trainer import run_trainer_benchmark
+    from .engine.distributed import resolve_device
+
+    torch_device = resolve_device(device.value)
+    result = run_trainer_benchmark(encoder=encoder, image_size=size, batch_size=batch_size, steps=steps,
+                                   warmup=warmup, repeats=repeats, seed=seed, device=str(torch_device),
+                                   threads=threads)
     typer.echo(json.dumps(result.to_json()))
 
 

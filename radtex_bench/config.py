@@ -293,7 +293,23 @@ def resolve(raw: Any, source: str | None = None) -> Recipe:
         raise
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+def exclude_objectives(raw: dict[str, Any], labels: Sequence[str], source: str) -> None:
+    """Drop recipe entries by label (or name when unlabelled): ``--exclude imagenet``."""
+    if not labels:
+        return
+    entries = raw.get("objectives")
+    if not isinstance(entries, list):
+        return
+    known = [str(e.get("label") or e.get("name")) for e in entries if isinstance(e, dict)]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise UserError(f"--exclude {unknown[0]}: no objective with that label in {source}"
+                        f"{did_you_mean(unknown[0], known)}")
+    raw["objectives"] = [e for e in entries
+                         if not (isinstance(e, dict) and str(e.get("label") or e.get("name")) in labels)]
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:
     path = Path(path)
     raw = read_yaml(path)
     if raw is None:
@@ -303,10 +319,11 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     for text in overrides:
         parts, value = parse_override(text)
         apply_override(raw, parts, value)
+    exclude_objectives(raw, exclude, str(path))
     return resolve(raw, source=str(path))
 
 
-def recipe_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> Recipe:
+def recipe_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:
     """Build a recipe from a dict (notebooks, tests); same validation as a file."""
     import copy
 
@@ -314,6 +331,7 @@ def recipe_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> R
     for text in overrides:
         parts, value = parse_override(text)
         apply_override(raw, parts, value)
+    exclude_objectives(raw, exclude, "the recipe")
     return resolve(raw)
 
 
