@@ -104,9 +104,12 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
 
     if dist.is_main:
         check_run_dir(out, recipe, resume)
-        out.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    handler = attach_log_file(out / ("run.log" if dist.is_main else f"run.rank{dist.rank}.log"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handler = attach_log_file(out / ("run.log" if dist.is_main else f"run.rank{dist.rank}.log"))
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}; choose a writable --out") from None
     try:
         log.info("radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)", recipe.name, out,
                  torch_device, dist.world_size, resume)
@@ -140,8 +143,9 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
 
         encoders = {}
         for spec in recipe.objectives:
-            encoders[spec.label] = pretrain_objective(recipe, spec, train_table, out / "pretrain" / spec.label,
-                                                      torch_device, dist, resume=resume)
+            encoders[spec.label] = pretrain_objective(recipe, spec, pretraining_images(spec, train_table),
+                                                      out / "pretrain" / spec.label, torch_device, dist,
+                                                      resume=resume)
         dist.barrier()
         if dist.is_main:
             workers = recipe.data.workers if recipe.data.workers is not None else default_workers(torch_device)
@@ -164,6 +168,22 @@ def preflight(recipe: Recipe) -> None:
 
     for spec in recipe.objectives:
         OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
+
+
+def pretraining_images(spec, train_table):
+    """Text objectives train on the images that have a report; an empty report teaches nothing."""
+    from .objectives import OBJECTIVES
+
+    if "report" not in OBJECTIVES.get(spec.name).needs:
+        return train_table
+    has_report = (train_table.frame["report"].str.strip() != "").to_numpy()
+    if not has_report.any():
+        raise UserError(f"objective '{spec.label}' needs reports, but no pretraining image has one; use a dataset "
+                        "with reports (a report column or report files) or drop this objective")
+    if not has_report.all():
+        log.warning("%s: %d of %d pretraining images have no report and are left out of this objective",
+                    spec.label, int((~has_report).sum()), len(has_report))
+    return train_table.take(has_report)
 
 
 def check_pretraining_labels(recipe: Recipe, train_table) -> None:

@@ -228,7 +228,7 @@ def bench_trainer(
     warmup: Annotated[int, typer.Option(min=1, help="Untimed steps before the clock starts.")] = 2,
     repeats: Annotated[int, typer.Option(min=1, help="Repetitions of each loop (alternating; medians).")] = 9,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.cpu,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads [torch's default].")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads (1: steady on a shared machine).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the data and the initial weights.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON object (always printed).")] = True,
 ) -> None:
@@ -252,8 +252,21 @@ def _log_path_from(argv: list[str]) -> Path | None:
     return None
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler's kill) ends like Ctrl-C: clean-up runs, temporary files are removed."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _terminate_as_interrupt()
     try:
         app(args=argv, prog_name="radtex-bench", standalone_mode=False)
         return 0

@@ -53,7 +53,37 @@ def load_table(spec: DatasetSpec, on_bad_image: str = "error", where: str = "dat
     return table
 
 
+def _undecodable(paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) of every image that does not decode (truncated, corrupt, not an image)."""
+    from .images import read_grey
+
+    bad = []
+    for path in paths:
+        try:
+            read_grey(path, size_hint=64)
+        except DataError as exc:
+            bad.append((path, str(exc).rsplit(": ", 1)[-1] or "unreadable"))
+    return bad
+
+
 def _check_images(table: ImageTable, spec: DatasetSpec, on_bad_image: str, source: str) -> ImageTable:
+    table = _check_present(table, spec, on_bad_image, source)
+    if on_bad_image == "skip" and not spec.options.cache:
+        # Skipping must happen before training, so every objective sees the same images; decoding
+        # everything once is the price (a `prepare` cache has already dropped unreadable images).
+        bad = _undecodable(table.frame["path"].tolist())
+        if bad:
+            log.warning("%s: skipping %d unreadable images, e.g. %s (%s)", source, len(bad), *bad[0])
+            keep = ~table.frame["path"].isin({p for p, _ in bad}).to_numpy()
+            skipped = table.skipped + [(p, f"unreadable: {why}") for p, why in bad]
+            table = table.take(keep)
+            table.skipped = skipped
+            if len(table) == 0:
+                raise DataError(f"{source}: no listed image can be decoded")
+    return table
+
+
+def _check_present(table: ImageTable, spec: DatasetSpec, on_bad_image: str, source: str) -> ImageTable:
     if spec.options.cache:
         from .cache import PixelCache
 

@@ -7,7 +7,9 @@ source (Python, NumPy, torch CPU and CUDA) and the data position (epoch, batch).
 
 from __future__ import annotations
 
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,19 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it will refuse anyway
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"cannot load checkpoint {path}: it holds objects other than tensors and plain data, and was refused "
+            "(checkpoints are loaded with weights_only=True so they cannot run code); delete it to restart that "
+            "objective"
+        ) from None
     except Exception as exc:
         raise UserError(
-            f"cannot load checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}; "
-            "it is corrupt or not a radtex-bench checkpoint (checkpoints are loaded with "
-            "weights_only=True and may not contain code). Delete it to restart that objective"
+            f"cannot load checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}; it is "
+            "corrupt or incomplete; delete it to restart that objective"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise UserError(f"{path} is not a radtex-bench checkpoint of format {FORMAT_VERSION}; delete it to restart")
