@@ -116,3 +116,35 @@ def test_entry_point_registers_objective(tmp_path, monkeypatch):
     assert "via_ep" in OBJECTIVES
     recipe = recipe_from_dict({"name": "x", "objectives": [{"name": "via_ep"}]})
     assert recipe.objectives[0].name == "via_ep"
+
+
+def test_internal_error_exits_1_with_traceback_in_run_log(tmp_path, monkeypatch, capsys):
+    from conftest import write_manifest
+
+    plugin(tmp_path, monkeypatch, "buggy_plugin", """
+        from radtex_bench import Objective, register_objective
+
+        @register_objective("buggy")
+        class Buggy(Objective):
+            def forward(self, batch):
+                raise ZeroDivisionError("a bug in the objective")
+    """)
+    write_manifest(tmp_path / "ds", n=40)
+    recipe = {
+        "name": "bug", "plugins": ["buggy_plugin"],
+        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly"]},
+        "encoder": {"name": "resnet18", "image_size": 32},
+        "objectives": [{"name": "buggy", "train": {"max_steps": 1, "batch_size": 4}}],
+        "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 0},
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("internal error: ZeroDivisionError: a bug in the objective")
+    assert str(out / "run.log") in err and "Traceback" not in err
+    log = (out / "run.log").read_text()
+    assert "Traceback" in log and "a bug in the objective" in log
+    assert main(["--debug", "--quiet", "run", str(path), "--out", str(tmp_path / "run2")]) == 1
+    assert "Traceback" in capsys.readouterr().err
