@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,41 @@ def resolve_device(choice: str) -> torch.device:
             raise UserError("--device cuda: no CUDA device is available; use --device cpu or auto")
         return torch.device("cpu")
     raise UserError(f"--device {choice!r}: choose auto, cpu or cuda")
+
+
+def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """``obj`` of every rank, in rank order (``[obj]`` in one process)."""
+    if not (info.enabled and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The mean of ``values`` over ranks (logged losses: every rank's rows, not only rank 0's)."""
+    if not (info.enabled and dist.is_initialized()):
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / info.world_size
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True when ``flag`` is true on any rank (so that every rank stops at the same step)."""
+    if not (info.enabled and dist.is_initialized()):
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics, which DDP leaves per rank)."""
+    if not (info.enabled and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def shutdown() -> None:

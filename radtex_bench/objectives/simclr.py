@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.pipeline import ViewAugment
 from .base import Objective, register_objective
 
 
@@ -62,6 +63,10 @@ class SimCLRObjective(Objective):
 
     def view_transform(self, image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
         return xray_view_transform(image_size, **self.augment)
+
+    def batch_view_transform(self, image_size: int) -> ViewAugment:
+        """The same augmentation, batched on the GPU when training there (the engine decides)."""
+        return ViewAugment(image_size, **self.augment)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         view0, view1 = batch["views"]  # [B, 3, H, W] each
