@@ -160,6 +160,10 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
         raise
     finally:
         detach_log_file(handler)
+        if dist.enabled:
+            from .engine.distributed import shutdown
+
+            shutdown()  # NCCL warns (and may leak) when a process exits with its group alive
 
 
 def preflight(recipe: Recipe) -> None:
