@@ -31,8 +31,17 @@ import numpy as np
 import torch
 
 OBJECTIVES = ("captioning", "clip", "simclr")
-PATHOLOGIES = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
-               "Lung Opacity", "Pleural Effusion", "Pneumonia", "Pneumothorax"]
+PATHOLOGIES = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Lung Opacity",
+    "Pleural Effusion",
+    "Pneumonia",
+    "Pneumothorax",
+]
 FULL_PARAMS = {
     "captioning": {"bidirectional": True, "decoder_layers": 1, "width": 512, "heads": 8, "vocab_size": 4096},
     "clip": {"embed_dim": 512, "width": 512, "layers": 4, "heads": 8, "vocab_size": 4096},
@@ -59,16 +68,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps [10; smoke: 1]")
     p.add_argument("--steps", type=int, default=None, help="timed steps [30; smoke: 2]")
     p.add_argument("--workers", type=int, default=None, help="loader processes [min(8, CPUs - 1); smoke: 0]")
-    p.add_argument("--views", default="auto", choices=["auto", "device", "workers"],
-                   help="simclr views: batched on the training device (auto on CUDA) or per image in the workers")
+    p.add_argument(
+        "--views",
+        default="auto",
+        choices=["auto", "device", "workers"],
+        help="simclr views: batched on the training device (auto on CUDA) or per image in the workers",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads [torch's default]")
     p.add_argument("--compile", action="store_true", help="torch.compile each objective (train.compile)")
     p.add_argument("--work", type=Path, default=None, help="keep the data and runs here [a temporary folder]")
     args = p.parse_args(argv)
-    smoke = {"encoder": "resnet18", "size": 32, "batch_size": 4, "images": 48, "repeat": 1, "warmup": 1,
-             "steps": 2, "workers": 0}
-    full = {"encoder": "resnet50", "size": 224, "batch_size": 256, "images": 1024, "repeat": 16, "warmup": 10,
-            "steps": 30, "workers": None}
+    smoke = {
+        "encoder": "resnet18",
+        "size": 32,
+        "batch_size": 4,
+        "images": 48,
+        "repeat": 1,
+        "warmup": 1,
+        "steps": 2,
+        "workers": 0,
+    }
+    full = {
+        "encoder": "resnet50",
+        "size": 224,
+        "batch_size": 256,
+        "images": 1024,
+        "repeat": 16,
+        "warmup": 10,
+        "steps": 30,
+        "workers": None,
+    }
     for key, value in (smoke if args.smoke else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -90,15 +119,26 @@ def make_recipe(args: argparse.Namespace, manifest: Path, cache: Path, names: li
     from radtex_bench.config import recipe_from_dict
 
     params = SMOKE_PARAMS if args.smoke else FULL_PARAMS
-    train = {"max_steps": args.warmup + args.steps, "batch_size": args.batch_size, "checkpoint_every": 0,
-             "log_every": args.warmup + args.steps, "lr": 1e-4, "compile": args.compile}
-    return recipe_from_dict({
-        "name": "gpu_pretrain",
-        "data": {"pretrain": {"kind": "manifest", "root": str(manifest), "cache": str(cache)},
-                 "pathologies": PATHOLOGIES, "workers": args.workers},
-        "encoder": {"name": args.encoder, "image_size": args.size},
-        "objectives": [{"name": n, "params": params[n], "train": train} for n in names],
-    })
+    train = {
+        "max_steps": args.warmup + args.steps,
+        "batch_size": args.batch_size,
+        "checkpoint_every": 0,
+        "log_every": args.warmup + args.steps,
+        "lr": 1e-4,
+        "compile": args.compile,
+    }
+    return recipe_from_dict(
+        {
+            "name": "gpu_pretrain",
+            "data": {
+                "pretrain": {"kind": "manifest", "root": str(manifest), "cache": str(cache)},
+                "pathologies": PATHOLOGIES,
+                "workers": args.workers,
+            },
+            "encoder": {"name": args.encoder, "image_size": args.size},
+            "objectives": [{"name": n, "params": params[n], "train": train} for n in names],
+        }
+    )
 
 
 class UtilisationSampler:
@@ -174,8 +214,17 @@ def bench_objective(recipe, spec, table, device: torch.device, args: argparse.Na
     out_dir = work / "runs" / spec.label
     objective = build_objective(recipe, spec, table, out_dir, DistInfo())
     device_views = {"auto": None, "device": True, "workers": False}[args.views]
-    trainer = build_trainer(recipe, spec, objective, table, out_dir, device, DistInfo(),
-                            device_views=device_views, step_hook=clock)
+    trainer = build_trainer(
+        recipe,
+        spec,
+        objective,
+        table,
+        out_dir,
+        device,
+        DistInfo(),
+        device_views=device_views,
+        step_hook=clock,
+    )
     trainer.fit()
     utilisation = sampler.stop()
     seconds = marks["end"] - marks["start"]
@@ -188,7 +237,9 @@ def bench_objective(recipe, spec, table, device: torch.device, args: argparse.Na
         "views_per_image": objective.n_views if views else 1,
         "views_made_on": ("device" if trainer.view_augment is not None else "workers") if views else None,
         "step_s": round(seconds / args.steps, 4),
-        "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        if device.type == "cuda"
+        else None,
         "gpu_util_mean": utilisation,
         "gpu_util_samples": len(sampler.samples),
         "seconds_total": round(time.perf_counter() - started, 1),

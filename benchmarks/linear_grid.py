@@ -35,12 +35,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    recipe = recipe_from_dict({
-        "name": "grid", "objectives": [{"name": "random"}],
-        "data": {"pretrain": {"kind": "synthetic", "n": args.n, "size": args.size}},
-        "encoder": {"name": "resnet18", "image_size": args.size},
-        "evaluation": {"budgets": args.budgets, "seeds": args.seeds, "bootstrap": 0},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": "grid",
+            "objectives": [{"name": "random"}],
+            "data": {"pretrain": {"kind": "synthetic", "n": args.n, "size": args.size}},
+            "encoder": {"name": "resnet18", "image_size": args.size},
+            "evaluation": {"budgets": args.budgets, "seeds": args.seeds, "bootstrap": 0},
+        }
+    )
     table = load_table(recipe.data.pretrain)
     data = build_eval_data(recipe, table, "data.pretrain")
     subsets = draw_subsets(recipe, data)
@@ -57,13 +60,24 @@ def main() -> None:
         cells = evaluator.evaluate("random", path)  # reuses the cached features: every probe of the grid
         grid_s = time.perf_counter() - start
     n_probes = len(cells) * len(data.pathologies)
-    print(json.dumps({
-        "images": len(data.table), "image_size": args.size, "budgets": args.budgets, "seeds": args.seeds,
-        "pathologies": len(data.pathologies), "cells": len(cells), "probes": n_probes,
-        "extraction_s": round(extraction_s, 2), "grid_s": round(grid_s, 2),
-        "grid_over_extraction": round(grid_s / extraction_s, 2), "ms_per_probe": round(1000 * grid_s / n_probes, 1),
-        "threads": args.threads,
-    }))
+    print(
+        json.dumps(
+            {
+                "images": len(data.table),
+                "image_size": args.size,
+                "budgets": args.budgets,
+                "seeds": args.seeds,
+                "pathologies": len(data.pathologies),
+                "cells": len(cells),
+                "probes": n_probes,
+                "extraction_s": round(extraction_s, 2),
+                "grid_s": round(grid_s, 2),
+                "grid_over_extraction": round(grid_s / extraction_s, 2),
+                "ms_per_probe": round(1000 * grid_s / n_probes, 1),
+                "threads": args.threads,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     if not stored_path.exists():
         # A folder holding only the log of a start that failed validation can be reused.
         if any(p for p in out.iterdir() if not (p.name.startswith("run.") and p.name.endswith(".log"))):
-            raise UserError(f"--out {out} is not empty and holds no radtex-bench run; choose a new or empty folder")
+            raise UserError(
+                f"--out {out} is not empty and holds no radtex-bench run; choose a new or empty folder"
+            )
         return
     if not resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -82,8 +84,14 @@ def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
                 )
 
 
-def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str = "auto", resume: bool = False,
-        overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Path:
+def run(
+    recipe: Recipe | str | Path,
+    out: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Path:
     """Pretrain every objective of ``recipe``, evaluate every encoder, write tables, plots and report."""
     from .data.loading import load_table
     from .engine.distributed import init_distributed, resolve_device
@@ -111,8 +119,14 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror or exc}; choose a writable --out") from None
     try:
-        log.info("radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)", recipe.name, out,
-                 torch_device, dist.world_size, resume)
+        log.info(
+            "radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)",
+            recipe.name,
+            out,
+            torch_device,
+            dist.world_size,
+            resume,
+        )
         # Everything that can be wrong with the data is found before any training starts.
         pretrain_table = load_table(recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain")
         train_table = pretrain_table.take(pretrain_table.split_rows("train"))
@@ -129,26 +143,48 @@ def run(recipe: Recipe | str | Path, out: str | Path | None = None, device: str 
 
         if dist.is_main:
             write_text(out / "recipe.yaml", dump_recipe(recipe))
-            write_json(out / "splits.json", {"train": eval_data.ids(eval_data.pool),
-                                             "val": eval_data.ids(eval_data.val),
-                                             "test": eval_data.ids(eval_data.test)})
-            write_json(out / "subsets.json", {str(s): {str(b): eval_data.ids(rows) for b, rows in by_b.items()}
-                                              for s, by_b in subsets.items()})
-            skipped = pretrain_table.skipped + (eval_table.skipped if eval_table is not pretrain_table else [])
+            write_json(
+                out / "splits.json",
+                {
+                    "train": eval_data.ids(eval_data.pool),
+                    "val": eval_data.ids(eval_data.val),
+                    "test": eval_data.ids(eval_data.test),
+                },
+            )
+            write_json(
+                out / "subsets.json",
+                {
+                    str(s): {str(b): eval_data.ids(rows) for b, rows in by_b.items()}
+                    for s, by_b in subsets.items()
+                },
+            )
+            skipped = pretrain_table.skipped + (
+                eval_table.skipped if eval_table is not pretrain_table else []
+            )
             if skipped:
                 write_text(out / "skipped_images.txt", "".join(f"{p}\t{why}\n" for p, why in skipped))
-            info(f"[bold]{recipe.name}[/]: {len(train_table)} pretraining images, evaluation on "
-                 f"{len(eval_data.pool)} / {len(eval_data.val)} / {len(eval_data.test)} train-pool / val / test "
-                 f"images, {len(recipe.objectives)} objectives -> {out}")
+            info(
+                f"[bold]{recipe.name}[/]: {len(train_table)} pretraining images, evaluation on "
+                f"{len(eval_data.pool)} / {len(eval_data.val)} / {len(eval_data.test)} train-pool / val / test "
+                f"images, {len(recipe.objectives)} objectives -> {out}"
+            )
 
         encoders = {}
         for spec in recipe.objectives:
-            encoders[spec.label] = pretrain_objective(recipe, spec, pretraining_images(spec, train_table),
-                                                      out / "pretrain" / spec.label, torch_device, dist,
-                                                      resume=resume)
+            encoders[spec.label] = pretrain_objective(
+                recipe,
+                spec,
+                pretraining_images(spec, train_table),
+                out / "pretrain" / spec.label,
+                torch_device,
+                dist,
+                resume=resume,
+            )
         dist.barrier()
         if dist.is_main:
-            workers = recipe.data.workers if recipe.data.workers is not None else default_workers(torch_device)
+            workers = (
+                recipe.data.workers if recipe.data.workers is not None else default_workers(torch_device)
+            )
             evaluate_and_report(recipe, out, eval_data, subsets, encoders, torch_device, workers)
             info(f"done: {out / 'report.md'}")
         dist.barrier()
@@ -182,11 +218,17 @@ def pretraining_images(spec, train_table):
         return train_table
     has_report = (train_table.frame["report"].str.strip() != "").to_numpy()
     if not has_report.any():
-        raise UserError(f"objective '{spec.label}' needs reports, but no pretraining image has one; use a dataset "
-                        "with reports (a report column or report files) or drop this objective")
+        raise UserError(
+            f"objective '{spec.label}' needs reports, but no pretraining image has one; use a dataset "
+            "with reports (a report column or report files) or drop this objective"
+        )
     if not has_report.all():
-        log.warning("%s: %d of %d pretraining images have no report and are left out of this objective",
-                    spec.label, int((~has_report).sum()), len(has_report))
+        log.warning(
+            "%s: %d of %d pretraining images have no report and are left out of this objective",
+            spec.label,
+            int((~has_report).sum()),
+            len(has_report),
+        )
     return train_table.take(has_report)
 
 
@@ -213,8 +255,9 @@ def _agree_on_out(out: Path, dist) -> Path:
     return Path(holder[0])
 
 
-def evaluate_and_report(recipe: Recipe, out: Path, eval_data, subsets, encoders: dict[str, Path], device,
-                        workers: int) -> None:
+def evaluate_and_report(
+    recipe: Recipe, out: Path, eval_data, subsets, encoders: dict[str, Path], device, workers: int
+) -> None:
     from .evaluation.evaluator import Evaluator
     from .evaluation.results import (
         COMPARISONS_HEADER,

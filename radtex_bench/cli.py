@@ -60,11 +60,17 @@ def _global(
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [runs/<name>-<timestamp>].")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: dotted.key=value.")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run folder [runs/<name>-<timestamp>].")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a recipe key: dotted.key=value.")
+    ] = None,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue a run in --out.")] = False,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out the objective with this label.")] = None,
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--exclude", help="Leave out the objective with this label.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Pretrain every objective of RECIPE, evaluate each encoder at every label budget, write the report."""
@@ -80,13 +86,16 @@ def run(
 def list_(
     what: Annotated[What, typer.Argument(help="What to list.")] = What.objectives,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of names.")] = False,
-    plugin: Annotated[Optional[list[str]], typer.Option("--plugin", help="Also import this plug-in module.")] = None,
+    plugin: Annotated[
+        Optional[list[str]], typer.Option("--plugin", help="Also import this plug-in module.")
+    ] = None,
 ) -> None:
     """List registered objectives (built-ins and plug-ins), encoders or dataset kinds."""
     if what is What.objectives:
         from .objectives import OBJECTIVES, load_plugins
 
         load_plugins(plugin or ())
+
         def describe(name: str) -> list[str]:
             cls = OBJECTIVES.get(name)
             doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip()
@@ -144,8 +153,10 @@ def data_summary(
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{kind}[/] at {root}: {summary['images']} images, {summary['studies']} studies, "
-                  f"{summary['patients']} patients, {summary['reports']} with reports")
+    console.print(
+        f"[bold]{kind}[/] at {root}: {summary['images']} images, {summary['studies']} studies, "
+        f"{summary['patients']} patients, {summary['reports']} with reports"
+    )
     console.print("views: " + ", ".join(f"{k} {v}" for k, v in summary["views"].items()))
     if "splits" in summary:
         console.print("splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
@@ -168,7 +179,9 @@ def prepare(
     kind: Annotated[str, typer.Argument(help="Dataset kind (radtex-bench list datasets).")],
     root: Annotated[str, typer.Argument(help="Dataset folder (or CSV for manifest).")],
     out: Annotated[Path, typer.Argument(help="Cache folder to write (rerun the same command to resume).")],
-    size: Annotated[int, typer.Option(min=8, help="Shorter image side -> SIZE, centre-cropped square.")] = 256,
+    size: Annotated[
+        int, typer.Option(min=8, help="Shorter image side -> SIZE, centre-cropped square.")
+    ] = 256,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decoding processes [min(8, CPUs)].")] = None,
 ) -> None:
     """Decode and resize every image of a dataset once into a memory-mapped cache (`cache: OUT` in a recipe)."""
@@ -186,8 +199,10 @@ def prepare(
         result = prepare_cache(kind, root, out, size=size, workers=workers, progress=report)
     typer.echo(json.dumps(result.to_json()))
     if result.skipped:
-        print(f"warning: {result.skipped} unreadable images skipped; listed in {out / 'skipped.txt'}",
-              file=sys.stderr)
+        print(
+            f"warning: {result.skipped} unreadable images skipped; listed in {out / 'skipped.txt'}",
+            file=sys.stderr,
+        )
 
 
 @bench_app.command("loader")
@@ -199,7 +214,9 @@ def bench_loader(
     epochs: Annotated[int, typer.Option(min=1, help="Timed epochs (after one warm-up epoch).")] = 2,
     min_side: Annotated[int, typer.Option(min=64, help="Generated images: smallest side.")] = 1024,
     max_side: Annotated[int, typer.Option(min=64, help="Generated images: largest side.")] = 2048,
-    file_format: Annotated[str, typer.Option("--format", help="Generated images: mixed | jpg | png.")] = "mixed",
+    file_format: Annotated[
+        str, typer.Option("--format", help="Generated images: mixed | jpg | png.")
+    ] = "mixed",
     kind: Annotated[Optional[str], typer.Option(help="Time a real dataset of this kind instead.")] = None,
     root: Annotated[Optional[str], typer.Option(help="Root of the real dataset (with --kind).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated images / the image choice.")] = 0,
@@ -213,22 +230,36 @@ def bench_loader(
         raise UserError("bench loader: give --kind and --root together (or neither, to generate images)")
     if min_side > max_side:
         raise UserError(f"bench loader: --min-side {min_side} is larger than --max-side {max_side}")
-    result = run_loader_benchmark(n=n, size=size, batch_size=batch_size, workers=workers, epochs=epochs,
-                                  min_side=min_side, max_side=max_side, seed=seed, kind=kind, root=root,
-                                  file_format=file_format)
+    result = run_loader_benchmark(
+        n=n,
+        size=size,
+        batch_size=batch_size,
+        workers=workers,
+        epochs=epochs,
+        min_side=min_side,
+        max_side=max_side,
+        seed=seed,
+        kind=kind,
+        root=root,
+        file_format=file_format,
+    )
     typer.echo(json.dumps(result.to_json()))
 
 
 @bench_app.command("trainer")
 def bench_trainer(
-    encoder: Annotated[str, typer.Option(help="Encoder of the benchmarked objective (supervised).")] = "resnet18",
+    encoder: Annotated[
+        str, typer.Option(help="Encoder of the benchmarked objective (supervised).")
+    ] = "resnet18",
     size: Annotated[int, typer.Option(min=8, help="Image side in pixels.")] = 32,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 16,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per repetition.")] = 8,
     warmup: Annotated[int, typer.Option(min=1, help="Untimed steps before the clock starts.")] = 2,
     repeats: Annotated[int, typer.Option(min=1, help="Repetitions of each loop (alternating; medians).")] = 9,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.cpu,
-    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads (1: steady on a shared machine).")] = 1,
+    threads: Annotated[
+        int, typer.Option(min=1, help="torch CPU threads (1: steady on a shared machine).")
+    ] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the data and the initial weights.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON object (always printed).")] = True,
 ) -> None:
@@ -237,9 +268,17 @@ def bench_trainer(
     from .engine.distributed import resolve_device
 
     torch_device = resolve_device(device.value)
-    result = run_trainer_benchmark(encoder=encoder, image_size=size, batch_size=batch_size, steps=steps,
-                                   warmup=warmup, repeats=repeats, seed=seed, device=str(torch_device),
-                                   threads=threads)
+    result = run_trainer_benchmark(
+        encoder=encoder,
+        image_size=size,
+        batch_size=batch_size,
+        steps=steps,
+        warmup=warmup,
+        repeats=repeats,
+        seed=seed,
+        device=str(torch_device),
+        threads=threads,
+    )
     typer.echo(json.dumps(result.to_json()))
 
 
@@ -289,14 +328,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (Interrupted, KeyboardInterrupt, typer.Abort) as exc:
         reason = f" by {exc}" if isinstance(exc, Interrupted) else ""
-        print(f"interrupted{reason}: finished work and the last checkpoint are kept; rerun with --resume",
-              file=sys.stderr)
+        print(
+            f"interrupted{reason}: finished work and the last checkpoint are kept; rerun with --resume",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         log_path = _log_path_from(argv)
         if _options["debug"]:
             traceback.print_exc()
         where = f"the traceback is in {log_path}; " if log_path and log_path.exists() else ""
-        print(f"internal error: {type(exc).__name__}: {exc} ({where}rerun with --debug for details, and please "
-              "report it)", file=sys.stderr)
+        print(
+            f"internal error: {type(exc).__name__}: {exc} ({where}rerun with --debug for details, and please "
+            "report it)",
+            file=sys.stderr,
+        )
         return 1

@@ -83,7 +83,9 @@ class ObjectiveSpec:
         if self.label is None:
             object.__setattr__(self, "label", self.name)
         if not self.label or any(c in self.label for c in "/\\\0") or self.label in (".", ".."):
-            raise ConfigError("label", f"{self.label!r} cannot be used as a folder name; use letters, digits, -_.")
+            raise ConfigError(
+                "label", f"{self.label!r} cannot be used as a folder name; use letters, digits, -_."
+            )
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,7 @@ class EvaluationConfig:
     budgets: tuple[int, ...] = option((10, 50, 100, 250), ge=1, help="labelled training images per cell")
     seeds: int = option(3, ge=1, help="subsets (and fine-tuning initialisations) per budget")
     protocols: tuple[Protocol, ...] = option(("linear",), help="linear | finetune | knn")
-    pathologies: tuple[str, ...] | None = option(
-        None, help="pathologies scored; null = data.pathologies"
-    )
+    pathologies: tuple[str, ...] | None = option(None, help="pathologies scored; null = data.pathologies")
     bootstrap: int = option(1000, ge=0, help="bootstrap resamples of test patients (0 = no intervals)")
     confidence: float = option(0.95, gt=0.0, le=0.999)
     batch_size: int = option(128, ge=1, help="images per batch when extracting features")
@@ -230,14 +230,17 @@ def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str
     """Validate an objective's ``params`` against its ``__init__`` signature and fill the defaults."""
     signature = inspect.signature(cls.__init__)
     accepted = [
-        p for p in list(signature.parameters.values())[2:]  # skip self, encoder
+        p
+        for p in list(signature.parameters.values())[2:]  # skip self, encoder
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     names = {p.name for p in accepted}
     for key in params:
         if key not in names and not takes_any:
-            raise ConfigError(f"{where}.{key}", f"unknown parameter of this objective{did_you_mean(key, names)}")
+            raise ConfigError(
+                f"{where}.{key}", f"unknown parameter of this objective{did_you_mean(key, names)}"
+            )
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:
@@ -285,7 +288,9 @@ def resolve(raw: Any, source: str | None = None) -> Recipe:
         return recipe
     except ConfigError as exc:
         if source and not exc.source:
-            raise ConfigError(exc.where, str(exc).split(": ", 1)[-1] if exc.where else str(exc), source) from None
+            raise ConfigError(
+                exc.where, str(exc).split(": ", 1)[-1] if exc.where else str(exc), source
+            ) from None
         raise
     except UserError as exc:
         if source and not str(exc).startswith(source):
@@ -303,10 +308,13 @@ def exclude_objectives(raw: dict[str, Any], labels: Sequence[str], source: str) 
     known = [str(e.get("label") or e.get("name")) for e in entries if isinstance(e, dict)]
     unknown = [label for label in labels if label not in known]
     if unknown:
-        raise UserError(f"--exclude {unknown[0]}: no objective with that label in {source}"
-                        f"{did_you_mean(unknown[0], known)}")
-    raw["objectives"] = [e for e in entries
-                         if not (isinstance(e, dict) and str(e.get("label") or e.get("name")) in labels)]
+        raise UserError(
+            f"--exclude {unknown[0]}: no objective with that label in {source}"
+            f"{did_you_mean(unknown[0], known)}"
+        )
+    raw["objectives"] = [
+        e for e in entries if not (isinstance(e, dict) and str(e.get("label") or e.get("name")) in labels)
+    ]
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:
@@ -323,7 +331,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequen
     return resolve(raw, source=str(path))
 
 
-def recipe_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:
+def recipe_from_dict(
+    raw: Mapping[str, Any], overrides: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Recipe:
     """Build a recipe from a dict (notebooks, tests); same validation as a file."""
     import copy
 

@@ -24,7 +24,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as exc:
-        raise UserError(f"cannot write to {path.parent}: {exc.strerror or exc}; choose a writable --out") from None
+        raise UserError(
+            f"cannot write to {path.parent}: {exc.strerror or exc}; choose a writable --out"
+        ) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -18,8 +18,15 @@ from .errors import ConfigError, did_you_mean
 _MISSING = dataclasses.MISSING
 
 
-def option(default: Any = _MISSING, *, ge: float | None = None, gt: float | None = None,
-           le: float | None = None, help: str = "", default_factory: Any = _MISSING) -> Any:
+def option(
+    default: Any = _MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    help: str = "",
+    default_factory: Any = _MISSING,
+) -> Any:
     """A dataclass field with a range and a help text."""
     metadata = {"ge": ge, "gt": gt, "le": le, "help": help}
     if default_factory is not _MISSING:

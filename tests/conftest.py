@@ -36,14 +36,23 @@ def synthetic_dir(tmp_path_factory) -> Path:
     return generate_synthetic(tmp_path_factory.mktemp("synth") / "data", n=160, size=32, seed=0)
 
 
-def write_manifest(root: Path, n: int = 40, size: int = 32, seed: int = 0, pathologies=("Cardiomegaly", "Edema"),
-                   reports: bool = True, splits: bool = False) -> Path:
+def write_manifest(
+    root: Path,
+    n: int = 40,
+    size: int = 32,
+    seed: int = 0,
+    pathologies=("Cardiomegaly", "Edema"),
+    reports: bool = True,
+    splits: bool = False,
+) -> Path:
     """A minimal manifest dataset: random pixels, 2 images per patient, labels in {1, 0, -1, blank}."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    header = ["image_path", "patient_id", "view"] + (["split"] if splits else []) + (["report"] if reports else [])
+    header = (
+        ["image_path", "patient_id", "view"] + (["split"] if splits else []) + (["report"] if reports else [])
+    )
     header += list(pathologies)
     rows = []
     for i in range(n):
@@ -54,7 +63,9 @@ def write_manifest(root: Path, n: int = 40, size: int = 32, seed: int = 0, patho
             row.append(["train", "train", "train", "validate", "test"][(i // 2) % 5])
         if reports:
             row.append(f"FINDINGS: image {i} of {patient}. IMPRESSION: nothing acute.")
-        row += [str(v) for v in rng.choice(["1", "0", "-1", ""], size=len(pathologies), p=[0.3, 0.5, 0.1, 0.1])]
+        row += [
+            str(v) for v in rng.choice(["1", "0", "-1", ""], size=len(pathologies), p=[0.3, 0.5, 0.1, 0.1])
+        ]
         rows.append(row)
     path = root / "manifest.csv"
     with open(path, "w", newline="") as f:

@@ -33,7 +33,9 @@ BASE = {
 def merge(base, patch):
     out = copy.deepcopy(base)
     for key, value in patch.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -94,9 +96,15 @@ def build_dataset(kind: str, root: Path) -> None:
         j = rows[0].index("Edema")
         _write(root, [rows[0]] + [r[:j] + ["0"] + r[j + 1 :] for r in rows[1:]])
     elif kind == "partial_split":
-        _add_column(root, "split", lambda i: "" if i == 7 else ["train", "train", "validate", "test"][(i // 2) % 4])
+        _add_column(
+            root, "split", lambda i: "" if i == 7 else ["train", "train", "validate", "test"][(i // 2) % 4]
+        )
     elif kind == "leaky_split":
-        _add_column(root, "split", lambda i: "test" if i == 1 else ["train", "train", "validate", "test"][(i // 2) % 4])
+        _add_column(
+            root,
+            "split",
+            lambda i: "test" if i == 1 else ["train", "train", "validate", "test"][(i // 2) % 4],
+        )
     elif kind == "lateral_only":
         rows = _rows(root)
         j = rows[0].index("view")
@@ -162,7 +170,9 @@ def test_bad_input(case_path, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     marker = setup(case.get("setup"), recipe_path, out, tmp_path, monkeypatch)
 
-    code = main(["--quiet", "run", str(recipe_path), "--out", str(out), "--device", "cpu", *case.get("args", [])])
+    code = main(
+        ["--quiet", "run", str(recipe_path), "--out", str(out), "--device", "cpu", *case.get("args", [])]
+    )
     err = capsys.readouterr().err
     assert code == case["exit"], err
     assert "Traceback" not in err

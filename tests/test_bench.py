@@ -15,8 +15,22 @@ GPU_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_pretrain.
 
 
 def test_bench_trainer_prints_one_json_object(capsys):
-    argv = ["--quiet", "bench", "trainer", "--json", "--size", "32", "--batch-size", "4", "--steps", "2",
-            "--warmup", "1", "--repeats", "2"]
+    argv = [
+        "--quiet",
+        "bench",
+        "trainer",
+        "--json",
+        "--size",
+        "32",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--repeats",
+        "2",
+    ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
@@ -40,8 +54,26 @@ def test_gpu_script_smoke_runs_on_the_cpu(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "results.json"
-    assert script.main(["--smoke", "--out", str(out), "--device", "cpu", "--views", "device", "--threads", "1",
-                        "--steps", "1", "--work", str(tmp_path / "work")]) == 0
+    assert (
+        script.main(
+            [
+                "--smoke",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--views",
+                "device",
+                "--threads",
+                "1",
+                "--steps",
+                "1",
+                "--work",
+                str(tmp_path / "work"),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["benchmark"] == "gpu_pretrain" and report["encoder"] == "resnet18"
     assert [r["objective"] for r in report["results"]] == ["captioning", "clip", "simclr"]

@@ -65,8 +65,10 @@ def test_prepare_decodes_every_image_and_lists_the_unreadable(prepared):
     assert (result.images, result.cached, result.skipped, result.decoded_now) == (14, 12, 2, 14)
     skipped = (out / "skipped.txt").read_text().splitlines()
     assert len(skipped) == 2
-    assert any(line.startswith(str(root.absolute() / "img/broken0.png") + "\t") and "cannot decode" in line
-               for line in skipped)
+    assert any(
+        line.startswith(str(root.absolute() / "img/broken0.png") + "\t") and "cannot decode" in line
+        for line in skipped
+    )
     assert any("missing0.jpg\t" in line and "not found" in line for line in skipped)
     meta = json.loads((out / "cache.json").read_text())
     assert meta["complete"] and meta["kind"] == "manifest" and meta["size"] == 16 and meta["skipped"] == 2
@@ -140,8 +142,15 @@ def test_worker_processes_write_the_same_pixels(tmp_path):
     serial = prepare("manifest", str(root), tmp_path / "serial", size=16, workers=0)
     parallel = prepare("manifest", str(root), tmp_path / "par", size=16, workers=2)
     assert (parallel.cached, parallel.skipped) == (serial.cached, serial.skipped) == (70, 1)
-    assert np.array_equal(np.load(tmp_path / "serial" / "pixels.npy"), np.load(tmp_path / "par" / "pixels.npy"))
-    assert (tmp_path / "par" / "skipped.txt").read_text().splitlines()[0].startswith(str(root.absolute() / "img"))
+    assert np.array_equal(
+        np.load(tmp_path / "serial" / "pixels.npy"), np.load(tmp_path / "par" / "pixels.npy")
+    )
+    assert (
+        (tmp_path / "par" / "skipped.txt")
+        .read_text()
+        .splitlines()[0]
+        .startswith(str(root.absolute() / "img"))
+    )
 
 
 def test_open_errors_name_the_folder_and_the_fix(tmp_path):

@@ -14,14 +14,30 @@ TINY_TRAIN = {"max_steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every
 def tiny_recipe(tmp_path, root, **extra):
     recipe = {
         "name": "tiny",
-        "data": {"pretrain": {"kind": "manifest", "root": str(root)}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(root)},
+            "pathologies": ["Cardiomegaly", "Edema"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [
-            {"name": "captioning", "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
-             "train": TINY_TRAIN},
-            {"name": "clip", "label": "clip-small",
-             "params": {"width": 32, "heads": 2, "layers": 1, "embed_dim": 16, "vocab_size": 300, "min_frequency": 1},
-             "train": TINY_TRAIN},
+            {
+                "name": "captioning",
+                "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
+                "train": TINY_TRAIN,
+            },
+            {
+                "name": "clip",
+                "label": "clip-small",
+                "params": {
+                    "width": 32,
+                    "heads": 2,
+                    "layers": 1,
+                    "embed_dim": 16,
+                    "vocab_size": 300,
+                    "min_frequency": 1,
+                },
+                "train": TINY_TRAIN,
+            },
             {"name": "random"},
         ],
         "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 50},
@@ -51,14 +67,25 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_the_spec_layout(finished_run):
     _, out = finished_run
-    for name in ["recipe.yaml", "run.log", "splits.json", "subsets.json", "results.csv", "summary.csv",
-                 "comparisons.csv", "report.md", "plots/auc_vs_budget.png"]:
+    for name in [
+        "recipe.yaml",
+        "run.log",
+        "splits.json",
+        "subsets.json",
+        "results.csv",
+        "summary.csv",
+        "comparisons.csv",
+        "report.md",
+        "plots/auc_vs_budget.png",
+    ]:
         assert (out / name).is_file(), name
     for label in ["captioning", "clip-small", "random"]:
         assert (out / "pretrain" / label / "encoder.safetensors").is_file()
     for label in ["captioning", "clip-small"]:
         assert (out / "pretrain" / label / "last.ckpt").is_file()
-        metrics = [json.loads(line) for line in (out / "pretrain" / label / "metrics.jsonl").read_text().splitlines()]
+        metrics = [
+            json.loads(line) for line in (out / "pretrain" / label / "metrics.jsonl").read_text().splitlines()
+        ]
         assert [m["step"] for m in metrics] == [1, 2]
         assert all(m["images_per_s"] > 0 and "loss" in m for m in metrics)
         assert (out / "pretrain" / label / "tokenizer.json").is_file()
@@ -73,8 +100,16 @@ def test_results_and_summary_tables(finished_run):
     for r in results:
         assert r["auc"] == "" or 0.0 <= float(r["auc"]) <= 1.0
     summary = read_csv(out / "summary.csv")
-    assert list(summary[0]) == ["objective", "protocol", "budget", "macro_auc", "macro_auc_std", "ci_low",
-                                "ci_high", "n_seeds"]
+    assert list(summary[0]) == [
+        "objective",
+        "protocol",
+        "budget",
+        "macro_auc",
+        "macro_auc_std",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+    ]
     assert len(summary) == 3 * 2
     report = (out / "report.md").read_text()
     assert "auc_vs_budget.png" in report and "clip-small" in report
@@ -153,8 +188,14 @@ def test_list_json(capsys):
 def test_user_errors_exit_2_with_one_line(tmp_path, manifest_dir, capsys, argv_tail, fragment):
     recipe = tiny_recipe(tmp_path, manifest_dir)
     argv = [str(recipe) if a == "RECIPE" else a for a in argv_tail]
-    assert main(["--quiet", *argv, "--out", str(tmp_path / "o")] if argv[0] == "run" and "RECIPE" in argv_tail
-                else argv) == 2
+    assert (
+        main(
+            ["--quiet", *argv, "--out", str(tmp_path / "o")]
+            if argv[0] == "run" and "RECIPE" in argv_tail
+            else argv
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err

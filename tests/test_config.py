@@ -36,20 +36,38 @@ def test_recipe_is_frozen():
 @pytest.mark.parametrize(
     "patch, fragment",
     [
-        ({"objectives": [{"name": "captioning", "train": {"epoch": 2}}]}, "objectives.0.train.epoch: unknown key; did you mean 'epochs'?"),
+        (
+            {"objectives": [{"name": "captioning", "train": {"epoch": 2}}]},
+            "objectives.0.train.epoch: unknown key; did you mean 'epochs'?",
+        ),
         ({"evaluation": {"seeds": "three"}}, "evaluation.seeds: expected an integer"),
         ({"evaluation": {"budgets": [10, -5]}}, "evaluation.budgets.1: must be >= 1"),
         ({"evaluation": {"seeds": 0}}, "evaluation.seeds: must be >= 1"),
         ({"evaluation": {"protocols": ["linaer"]}}, "did you mean 'linear'"),
-        ({"objectives": [{"name": "captoning"}]}, "objectives.0.name: unknown objective 'captoning'; did you mean 'captioning'?"),
-        ({"objectives": [{"name": "clip", "params": {"widht": 64}}]}, "objectives.0.params.widht: unknown parameter of this objective; did you mean 'width'?"),
-        ({"objectives": [{"name": "clip", "params": {"width": "wide"}}]}, "objectives.0.params.width: expected an integer"),
+        (
+            {"objectives": [{"name": "captoning"}]},
+            "objectives.0.name: unknown objective 'captoning'; did you mean 'captioning'?",
+        ),
+        (
+            {"objectives": [{"name": "clip", "params": {"widht": 64}}]},
+            "objectives.0.params.widht: unknown parameter of this objective; did you mean 'width'?",
+        ),
+        (
+            {"objectives": [{"name": "clip", "params": {"width": "wide"}}]},
+            "objectives.0.params.width: expected an integer",
+        ),
         ({"objectives": [{"name": "clip"}, {"name": "clip"}]}, "objectives.1.label: 'clip' is already used"),
         ({"objectives": []}, "objectives: needs at least one objective"),
-        ({"encoder": {"name": "resnet18", "image_size": 70}}, "encoder.image_size: 70 is not a multiple of 32"),
+        (
+            {"encoder": {"name": "resnet18", "image_size": 70}},
+            "encoder.image_size: 70 is not a multiple of 32",
+        ),
         ({"encoder": {"name": "resnet19"}}, "did you mean 'resnet18'"),
         ({"data": {"pretrain": {"kind": "mimic"}}}, "data.pretrain.kind: unknown dataset kind 'mimic'"),
-        ({"data": {"pretrain": {"kind": "synthetic", "nn": 5}}}, "data.pretrain.nn: unknown key; did you mean 'n'?"),
+        (
+            {"data": {"pretrain": {"kind": "synthetic", "nn": 5}}},
+            "data.pretrain.nn: unknown key; did you mean 'n'?",
+        ),
         ({"data": {"uncertain": "maybe"}}, "data.uncertain: invalid value 'maybe'"),
         ({"datas": {}}, "datas: unknown key; did you mean 'data'?"),
         ({"plugins": ["no_such_module_xyz"]}, "plugins.0: cannot import plug-in module 'no_such_module_xyz'"),
@@ -76,15 +94,26 @@ def test_yaml_syntax_error_has_line_and_column(tmp_path):
 
 
 def test_yaml_python_tags_are_refused(tmp_path):
-    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo hi']\nobjectives: [{name: random}]\n")
+    path = write(
+        tmp_path, "name: !!python/object/apply:os.system ['echo hi']\nobjectives: [{name: random}]\n"
+    )
     with pytest.raises(UserError, match="invalid YAML"):
         load_recipe(path)
 
 
 def test_overrides(tmp_path):
     path = write(tmp_path, {**BASE, "objectives": [{"name": "captioning", "train": {"epochs": 5}}]})
-    recipe = load_recipe(path, ["evaluation.seeds=5", "objectives.0.train.epochs=2", "evaluation.budgets=[20, 10]",
-                                "objectives.0.params.width=128", "data.evaluate.kind=synthetic", "name=other"])
+    recipe = load_recipe(
+        path,
+        [
+            "evaluation.seeds=5",
+            "objectives.0.train.epochs=2",
+            "evaluation.budgets=[20, 10]",
+            "objectives.0.params.width=128",
+            "data.evaluate.kind=synthetic",
+            "name=other",
+        ],
+    )
     assert recipe.evaluation.seeds == 5
     assert recipe.objectives[0].train.epochs == 2
     assert recipe.evaluation.budgets == (10, 20)
@@ -116,8 +145,15 @@ def test_every_recipe_key_is_documented():
     from radtex_bench.data.kinds import DatasetOptions
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
-    for cls in [config.Recipe, config.DataConfig, DatasetOptions, config.EncoderConfig, config.ObjectiveSpec,
-                config.TrainConfig, config.EvaluationConfig]:
+    for cls in [
+        config.Recipe,
+        config.DataConfig,
+        DatasetOptions,
+        config.EncoderConfig,
+        config.ObjectiveSpec,
+        config.TrainConfig,
+        config.EvaluationConfig,
+    ]:
         for field in dataclasses.fields(cls):
             assert f"`{field.name}`" in text, f"{cls.__name__}.{field.name} missing from docs/recipes.md"
 

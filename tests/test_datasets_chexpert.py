@@ -15,9 +15,27 @@ from radtex_bench.data.loading import load_table
 from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 
-HEADER = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Enlarged Cardiomediastinum",
-          "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
-          "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
+HEADER = [
+    "Path",
+    "Sex",
+    "Age",
+    "Frontal/Lateral",
+    "AP/PA",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+]
 PREFIX = "CheXpert-v1.0-small/"
 
 
@@ -35,8 +53,9 @@ def _rows(split: str, patients: range, rng: np.random.Generator, prefix: str) ->
     return rows
 
 
-def make_chexpert(parent: Path, n_train: int = 30, n_valid: int = 6, prefix: str = PREFIX,
-                  valid: bool = True) -> Path:
+def make_chexpert(
+    parent: Path, n_train: int = 30, n_valid: int = 6, prefix: str = PREFIX, valid: bool = True
+) -> Path:
     """``parent/CheXpert-v1.0-small/{train,valid}.csv`` + images; returns the dataset folder."""
     root = parent / "CheXpert-v1.0-small"
     rng = np.random.default_rng(1)
@@ -64,7 +83,9 @@ def chexpert_root(tmp_path_factory) -> Path:
 
 
 def _patients_by_split(table) -> dict[str, set[str]]:
-    return {s: set(table.frame["patient_id"][table.frame["split"] == s]) for s in ("train", "validate", "test")}
+    return {
+        s: set(table.frame["patient_id"][table.frame["split"] == s]) for s in ("train", "validate", "test")
+    }
 
 
 def test_paths_ids_views_and_labels(chexpert_root):
@@ -125,7 +146,9 @@ def test_gzipped_tables_and_no_valid_means_no_official_split(tmp_path):
         f.write(data)
     table = read(root)
     assert set(table.frame["split"]) == {""}
-    loaded = load_table(DatasetSpec.from_plain({"kind": "chexpert", "root": str(root), "views": None}, "data"))
+    loaded = load_table(
+        DatasetSpec.from_plain({"kind": "chexpert", "root": str(root), "views": None}, "data")
+    )
     assert set(loaded.frame["split"]) == {"train", "validate", "test"}
     assert "splits" not in summarise("chexpert", str(root))
 

@@ -67,7 +67,10 @@ def test_prepare_writes_a_cache_and_reports_json(tmp_path, capsys):
 def test_prepare_counts_unreadable_images(tmp_path, capsys):
     root = make_nih(tmp_path / "nih", n_patients=4, split_folders=False)
     next((root / "images").glob("*.png")).write_bytes(b"not a png")
-    assert main(["--quiet", "prepare", "nih", str(root), str(tmp_path / "c"), "--size", "16", "--workers", "0"]) == 0
+    assert (
+        main(["--quiet", "prepare", "nih", str(root), str(tmp_path / "c"), "--size", "16", "--workers", "0"])
+        == 0
+    )
     captured = capsys.readouterr()
     assert json.loads(captured.out)["skipped"] == 1
     assert "skipped.txt" in captured.err
@@ -75,13 +78,37 @@ def test_prepare_counts_unreadable_images(tmp_path, capsys):
 
 
 def test_bench_loader_prints_one_json_line(capsys):
-    args = ["bench", "loader", "--n", "4", "--min-side", "64", "--max-side", "96", "--size", "32",
-            "--batch-size", "2", "--workers", "0", "--epochs", "1"]
+    args = [
+        "bench",
+        "loader",
+        "--n",
+        "4",
+        "--min-side",
+        "64",
+        "--max-side",
+        "96",
+        "--size",
+        "32",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--epochs",
+        "1",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
-    for key in ("cache_images_per_s", "files_images_per_s", "speedup", "batch_size", "workers", "size", "images"):
+    for key in (
+        "cache_images_per_s",
+        "files_images_per_s",
+        "speedup",
+        "batch_size",
+        "workers",
+        "size",
+        "images",
+    ):
         assert key in out
     assert out["images"] == 4 and out["batch_size"] == 2 and out["cache_images_per_s"] > 0
     assert main(["bench", "loader", "--kind", "nih"]) == 2

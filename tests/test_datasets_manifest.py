@@ -14,7 +14,11 @@ from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 
 
-def _write(root: Path, rows: list[str], header: str = "image_path,patient_id,study_id,view,split,report,Effusion,Edema"):
+def _write(
+    root: Path,
+    rows: list[str],
+    header: str = "image_path,patient_id,study_id,view,split,report,Effusion,Edema",
+):
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
     return root
@@ -30,11 +34,14 @@ def read(root: Path, **options):
 
 
 def test_columns_labels_views_and_defaults(tmp_path):
-    root = _write(tmp_path / "ds", [
-        'a.png,p1,,PA,train,"FINDINGS: clear.",1,-1',
-        "b.png,p1,s2,ll,Val,,0,",
-        "sub/c.png,p2,s3,AP,test,,1.0,0.0",
-    ])
+    root = _write(
+        tmp_path / "ds",
+        [
+            'a.png,p1,,PA,train,"FINDINGS: clear.",1,-1',
+            "b.png,p1,s2,ll,Val,,0,",
+            "sub/c.png,p2,s3,AP,test,,1.0,0.0",
+        ],
+    )
     table = read(root)
     assert table.label_names == ["Pleural Effusion", "Edema"]  # NIH spelling mapped to CheXpert's
     assert table.frame["view"].tolist() == ["PA", "LATERAL", "AP"]
@@ -43,7 +50,11 @@ def test_columns_labels_views_and_defaults(tmp_path):
     assert table.frame["image_id"].tolist() == ["a.png", "b.png", "sub/c.png"]
     assert table.frame["path"][2] == os.path.join(os.path.abspath(root), "sub", "c.png")
     assert np.array_equal(table.labels, [[1, -1], [0, np.nan], [1, 0]], equal_nan=True)
-    assert summarise("manifest", str(root / "manifest.csv"))["splits"] == {"train": 1, "validate": 1, "test": 1}
+    assert summarise("manifest", str(root / "manifest.csv"))["splits"] == {
+        "train": 1,
+        "validate": 1,
+        "test": 1,
+    }
 
 
 def test_paths_stay_inside_unless_allowed(tmp_path):

@@ -15,12 +15,27 @@ from radtex_bench.data.loading import load_table
 from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 
-LABELS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-          "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-          "Pneumothorax", "Support Devices"]
-META_HEADER = ("dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,StudyDate,"
-               "StudyTime,ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,"
-               "PatientOrientationCodeSequence_CodeMeaning")
+LABELS = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+]
+META_HEADER = (
+    "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,StudyDate,"
+    "StudyTime,ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,"
+    "PatientOrientationCodeSequence_CodeMeaning"
+)
 # (dicom_id, subject, study, ViewPosition, split)
 IMAGES = [
     ("02aa804e-bde0afdd-112c0b34-7bc16630-4e384014", "10000032", "50414267", "PA", "train"),
@@ -64,11 +79,11 @@ REPORT_50414267 = """                                 FINAL REPORT
 REPORTS = {
     "50414267": REPORT_50414267,
     "53189527": " FINAL REPORT\n EXAMINATION: PORTABLE CHEST\n\n FINDINGS:\n Lungs are clear.\n\n IMPRESSION:\n"
-                " No acute cardiopulmonary process.\n",
+    " No acute cardiopulmonary process.\n",
     "57375967": " FINAL REPORT\n INDICATION: Chest tube placement.\n\n FINDINGS AND IMPRESSION:\n Right apical"
-                " pneumothorax, smaller than on ___. Right chest tube in place.\n",
+    " pneumothorax, smaller than on ___. Right chest tube in place.\n",
     "52222222": " FINAL REPORT\n FINDINGS: Small left pleural effusion. Heart size is normal.\n"
-                " IMPRESSION: Small left effusion, interval increase.\n",
+    " IMPRESSION: Small left effusion, interval increase.\n",
     # 51234567: no report file
 }
 
@@ -79,8 +94,10 @@ def _gz_csv(path: Path, header: str, rows: list[str]) -> None:
 
 
 def _labels_rows(values: dict[str, dict[str, str]]) -> list[str]:
-    return [",".join([SUBJECT_OF[study], study] + [v.get(name, "") for name in LABELS])
-            for study, v in values.items()]
+    return [
+        ",".join([SUBJECT_OF[study], study] + [v.get(name, "") for name in LABELS])
+        for study, v in values.items()
+    ]
 
 
 def make_mimic(root: Path, reports: str = "same") -> Path:
@@ -93,14 +110,26 @@ def make_mimic(root: Path, reports: str = "same") -> Path:
         folder = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (30, 24), dtype=np.uint8)).save(folder / f"{dicom}.jpg")
-        meta_rows.append(f"{dicom},{subject},{study},CHEST (PA AND LAT),{view},3056,2544,21800506,213014.531,"
-                         f"CHEST (PA AND LAT),postero-anterior,Erect")
+        meta_rows.append(
+            f"{dicom},{subject},{study},CHEST (PA AND LAT),{view},3056,2544,21800506,213014.531,"
+            f"CHEST (PA AND LAT),postero-anterior,Erect"
+        )
     _gz_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", META_HEADER, meta_rows)
-    _gz_csv(root / "mimic-cxr-2.0.0-split.csv.gz", "dicom_id,study_id,subject_id,split",
-            [f"{d},{st},{su},{sp}" for d, su, st, _, sp in IMAGES])
-    _gz_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", "subject_id,study_id," + ",".join(LABELS),
-            _labels_rows(CHEXPERT))
-    _gz_csv(root / "mimic-cxr-2.0.0-negbio.csv.gz", "subject_id,study_id," + ",".join(LABELS), _labels_rows(NEGBIO))
+    _gz_csv(
+        root / "mimic-cxr-2.0.0-split.csv.gz",
+        "dicom_id,study_id,subject_id,split",
+        [f"{d},{st},{su},{sp}" for d, su, st, _, sp in IMAGES],
+    )
+    _gz_csv(
+        root / "mimic-cxr-2.0.0-chexpert.csv.gz",
+        "subject_id,study_id," + ",".join(LABELS),
+        _labels_rows(CHEXPERT),
+    )
+    _gz_csv(
+        root / "mimic-cxr-2.0.0-negbio.csv.gz",
+        "subject_id,study_id," + ",".join(LABELS),
+        _labels_rows(NEGBIO),
+    )
     if reports == "same":
         for study, text in REPORTS.items():
             subject = SUBJECT_OF[study]
@@ -162,8 +191,16 @@ def test_reports_under_the_same_root_and_sections(mimic_root):
     reports = dict(zip(table.frame["image_id"], table.frame["report"]))
     assert "FINDINGS:" in reports[IMAGES[0][0]] and reports[IMAGES[0][0]] == reports[IMAGES[1][0]]
     assert reports[IMAGES[5][0]] == ""  # no report file for that study
-    spec = DatasetSpec.from_plain({"kind": "mimic_cxr", "root": str(mimic_root), "views": None,
-                                   "report_section": "both", "drop_prior": True}, "data")
+    spec = DatasetSpec.from_plain(
+        {
+            "kind": "mimic_cxr",
+            "root": str(mimic_root),
+            "views": None,
+            "report_section": "both",
+            "drop_prior": True,
+        },
+        "data",
+    )
     loaded = load_table(spec)
     text = dict(zip(loaded.frame["image_id"], loaded.frame["report"]))[IMAGES[0][0]]
     assert text.startswith("FINDINGS: The heart is mildly enlarged.")
@@ -212,8 +249,11 @@ def test_errors_name_the_file_and_fix(tmp_path, mimic_root):
     with pytest.raises(DataError, match="does not exist"):
         read(tmp_path / "nowhere")
     root = make_mimic(tmp_path / "short", reports="none")
-    _gz_csv(root / "mimic-cxr-2.0.0-split.csv.gz", "dicom_id,study_id,subject_id,split",
-            [f"{d},{st},{su},{sp}" for d, su, st, _, sp in IMAGES[:-1]])
+    _gz_csv(
+        root / "mimic-cxr-2.0.0-split.csv.gz",
+        "dicom_id,study_id,subject_id,split",
+        [f"{d},{st},{su},{sp}" for d, su, st, _, sp in IMAGES[:-1]],
+    )
     with pytest.raises(DataError, match="no split row"):
         read(root)
     assert set(read(root, official_split=False).frame["split"]) == {""}

@@ -13,10 +13,21 @@ from radtex_bench.data.loading import load_table
 from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 
-HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-          "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
-FINDINGS = ["Cardiomegaly", "Cardiomegaly|Emphysema", "Cardiomegaly|Effusion", "No Finding", "Hernia",
-            "Effusion|Infiltration|Pleural_Thickening", "Mass|Nodule", "No Finding", "Atelectasis|Pneumothorax"]
+HEADER = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
+)
+FINDINGS = [
+    "Cardiomegaly",
+    "Cardiomegaly|Emphysema",
+    "Cardiomegaly|Effusion",
+    "No Finding",
+    "Hernia",
+    "Effusion|Infiltration|Pleural_Thickening",
+    "Mass|Nodule",
+    "No Finding",
+    "Atelectasis|Pneumothorax",
+]
 
 
 def make_nih(root: Path, n_patients: int = 24, lists: bool = False, split_folders: bool = True) -> Path:
@@ -58,8 +69,12 @@ def test_images_found_in_every_images_folder(nih_root):
     assert all(Path(p).is_file() for p in table.frame["path"])
     assert {Path(p).parent.parent.name for p in table.frame["path"]} == {"images_001", "images_002"}
     first = table.frame.iloc[0]
-    assert (first.image_id, first.patient_id, first.study_id, first.view) == ("00000001_000.png", "1",
-                                                                               "00000001_000", "PA")
+    assert (first.image_id, first.patient_id, first.study_id, first.view) == (
+        "00000001_000.png",
+        "1",
+        "00000001_000",
+        "PA",
+    )
     assert set(table.frame["report"]) == {""}
 
 
@@ -70,7 +85,9 @@ def test_finding_labels_positive_others_negative(nih_root):
     assert {"Infiltration", "Mass", "Nodule", "Pleural Thickening", "Emphysema", "Hernia"} <= set(names)
     assert "Lung Opacity" not in names and "Enlarged Cardiomediastinum" not in names
     assert not np.isnan(table.labels).any() and not (table.labels == -1).any()  # NIH: no uncertain/missing
-    row = table.frame.index[table.frame["image_id"] == "00000004_001.png"][0]  # Effusion|Infiltration|Pleural_Thickening
+    row = table.frame.index[table.frame["image_id"] == "00000004_001.png"][
+        0
+    ]  # Effusion|Infiltration|Pleural_Thickening
     positives = {n for n, v in zip(names, table.labels[row]) if v == 1}
     assert positives == {"Pleural Effusion", "Infiltration", "Pleural Thickening"}
     no_finding = table.labels[:, names.index("No Finding")] == 1
@@ -93,7 +110,11 @@ def test_official_lists_and_validate_carved_by_patient(tmp_path):
     test_names = set((root / "test_list.txt").read_text().split())
     assert set(frame["image_id"][frame["split"] == "test"]) == test_names
     by = {s: set(frame["patient_id"][frame["split"] == s]) for s in ("train", "validate", "test")}
-    assert by["validate"] and not (by["train"] & by["validate"]) and not (by["test"] & (by["train"] | by["validate"]))
+    assert (
+        by["validate"]
+        and not (by["train"] & by["validate"])
+        and not (by["test"] & (by["train"] | by["validate"]))
+    )
     assert len(by["validate"]) == round(0.125 * 32)  # 0.1 / (0.7 + 0.1) of the train_val patients
     assert read(root).frame["split"].tolist() == frame["split"].tolist()
     s = summarise("nih", str(root))

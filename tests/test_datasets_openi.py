@@ -51,31 +51,62 @@ IMAGE = """   <parentImage id="{image_id}">
 
 # n -> (MeSH major terms, image ids, findings, impression)
 REPORTS = {
-    1: (["normal"], ["CXR1_1_IM-0001-3001", "CXR1_1_IM-0001-4001"],
+    1: (
+        ["normal"],
+        ["CXR1_1_IM-0001-3001", "CXR1_1_IM-0001-4001"],
         "The cardiac silhouette and mediastinum size are within normal limits. There are no XXXX of a pleural "
-        "effusion.", "Normal chest x-XXXX."),
-    2: (["Cardiomegaly/mild", "Pulmonary Atelectasis/base/left"], ["CXR2_IM-0652-1001", "CXR2_IM-0652-2001"],
-        "Heart size is mildly enlarged. Left basilar atelectasis, unchanged from prior.", "Mild cardiomegaly."),
-    3: (["Opacity/ribs/left", "Calcified Granuloma/lung/upper lobe/right"], ["CXR3_IM-1384-1001"],
-        "Calcified granuloma in the right upper lobe. Sclerotic density of a left rib.", "No acute disease."),
+        "effusion.",
+        "Normal chest x-XXXX.",
+    ),
+    2: (
+        ["Cardiomegaly/mild", "Pulmonary Atelectasis/base/left"],
+        ["CXR2_IM-0652-1001", "CXR2_IM-0652-2001"],
+        "Heart size is mildly enlarged. Left basilar atelectasis, unchanged from prior.",
+        "Mild cardiomegaly.",
+    ),
+    3: (
+        ["Opacity/ribs/left", "Calcified Granuloma/lung/upper lobe/right"],
+        ["CXR3_IM-1384-1001"],
+        "Calcified granuloma in the right upper lobe. Sclerotic density of a left rib.",
+        "No acute disease.",
+    ),
     4: (["No Indexing"], ["CXR4_IM-2050-1001"], "", "Limited study."),
-    5: (["Catheters, Indwelling/right"], ["CXR5_IM-2117-1001"], "Right PICC line tip in the SVC.",
-        "Line as above; lungs clear."),
-    6: (["Cardiac Shadow/enlarged", "Pleural Effusion/bilateral/small", "Airspace Disease/lung/base"],
-        ["CXR6_IM-2263-1001"], "Enlarged cardiac silhouette, small bilateral effusions.", "Edema or pneumonia."),
+    5: (
+        ["Catheters, Indwelling/right"],
+        ["CXR5_IM-2117-1001"],
+        "Right PICC line tip in the SVC.",
+        "Line as above; lungs clear.",
+    ),
+    6: (
+        ["Cardiac Shadow/enlarged", "Pleural Effusion/bilateral/small", "Airspace Disease/lung/base"],
+        ["CXR6_IM-2263-1001"],
+        "Enlarged cardiac silhouette, small bilateral effusions.",
+        "Edema or pneumonia.",
+    ),
     7: (["normal"], [], "Report without images.", "Normal."),
 }
-VIEWS = {"CXR1_IM-0001-3001": "PA", "CXR1_IM-0001-4001": "LL", "CXR2_IM-0652-1001": "PA",
-         "CXR2_IM-0652-2001": "LATERAL", "CXR3_IM-1384-1001": "AP", "CXR5_IM-2117-1001": "PA",
-         "CXR6_IM-2263-1001": ""}
+VIEWS = {
+    "CXR1_IM-0001-3001": "PA",
+    "CXR1_IM-0001-4001": "LL",
+    "CXR2_IM-0652-1001": "PA",
+    "CXR2_IM-0652-2001": "LATERAL",
+    "CXR3_IM-1384-1001": "AP",
+    "CXR5_IM-2117-1001": "PA",
+    "CXR6_IM-2263-1001": "",
+}
 
 
 def _xml(n: int) -> str:
     terms, images, findings, impression = REPORTS[n]
     return XML.format(
-        n=n, comparison="None.", indication="XXXX-year-old male with cough.", findings=findings,
-        impression=impression, mesh="\n".join(f"      <major>{t}</major>" for t in terms),
-        images="\n".join(IMAGE.format(image_id=i) for i in images))
+        n=n,
+        comparison="None.",
+        indication="XXXX-year-old male with cough.",
+        findings=findings,
+        impression=impression,
+        mesh="\n".join(f"      <major>{t}</major>" for t in terms),
+        images="\n".join(IMAGE.format(image_id=i) for i in images),
+    )
 
 
 def make_openi(root: Path, packed: bool = False, metadata: bool = True) -> Path:
@@ -96,7 +127,9 @@ def make_openi(root: Path, packed: bool = False, metadata: bool = True) -> Path:
     rng = np.random.default_rng(3)
     for _, images, _, _ in REPORTS.values():
         for image_id in images:
-            Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(root / "NLMCXR_png" / f"{image_id}.png")
+            Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(
+                root / "NLMCXR_png" / f"{image_id}.png"
+            )
     if metadata:
         lines = ["imageid,Accession Number,Patient ID,View Position,filename"]
         lines += [f"{i},81244959,{i.split('_')[0][3:]},{v},./{i[3:]}.dcm" for i, v in VIEWS.items()]
@@ -123,7 +156,9 @@ def test_one_row_per_parent_image_with_views_and_reports(openi_root):
     table = read(openi_root)
     assert len(table) == 8  # the report without images adds none
     frame = table.frame.set_index("image_id")
-    assert frame.loc["CXR2_IM-0652-1001", "patient_id"] == "CXR2" == frame.loc["CXR2_IM-0652-1001", "study_id"]
+    assert (
+        frame.loc["CXR2_IM-0652-1001", "patient_id"] == "CXR2" == frame.loc["CXR2_IM-0652-1001", "study_id"]
+    )
     assert Path(frame.loc["CXR2_IM-0652-1001", "path"]) == openi_root / "NLMCXR_png" / "CXR2_IM-0652-1001.png"
     # CXR1_1_IM-... in the XML matches CXR1_IM-... in the metadata; LL -> LATERAL; no view -> ""
     assert frame.loc["CXR1_1_IM-0001-3001", "view"] == "PA"
@@ -180,13 +215,23 @@ def test_without_metadata_views_are_unknown(tmp_path):
 
 
 def test_report_sections_after_loading(openi_root):
-    spec = DatasetSpec.from_plain({"kind": "openi", "root": str(openi_root), "views": None,
-                                   "report_section": "both", "drop_prior": True}, "data")
+    spec = DatasetSpec.from_plain(
+        {
+            "kind": "openi",
+            "root": str(openi_root),
+            "views": None,
+            "report_section": "both",
+            "drop_prior": True,
+        },
+        "data",
+    )
     table = load_table(spec)
     reports = dict(zip(table.frame["image_id"], table.frame["report"]))
-    assert reports["CXR1_1_IM-0001-3001"] == ("FINDINGS: The cardiac silhouette and mediastinum size are within "
-                                             "normal limits. There are no of a pleural effusion. "
-                                             "IMPRESSION: Normal chest x-ray.")
+    assert reports["CXR1_1_IM-0001-3001"] == (
+        "FINDINGS: The cardiac silhouette and mediastinum size are within "
+        "normal limits. There are no of a pleural effusion. "
+        "IMPRESSION: Normal chest x-ray."
+    )
     assert "unchanged" not in reports["CXR2_IM-0652-1001"] and "cough" not in reports["CXR2_IM-0652-1001"]
 
 

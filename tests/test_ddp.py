@@ -24,7 +24,9 @@ from radtex_bench.objectives import OBJECTIVES, SetupContext
 
 WORLD = 2
 ROWS = 8  # the whole batch; each rank takes ROWS // WORLD of it
-REPORTS = [f"FINDINGS: finding {i % 3} on the {'left' if i % 2 else 'right'}. IMPRESSION: {i}." for i in range(ROWS)]
+REPORTS = [
+    f"FINDINGS: finding {i % 3} on the {'left' if i % 2 else 'right'}. IMPRESSION: {i}." for i in range(ROWS)
+]
 PARAMS = {
     "clip": {"width": 32, "heads": 2, "layers": 1, "embed_dim": 16, "vocab_size": 200, "min_frequency": 1},
     "simclr": {"hidden_dim": 32, "projection_dim": 16, "temperature": 0.5},
@@ -36,9 +38,19 @@ def make_objective(name: str, out_dir: Path, rank: int = 0, world_size: int = 1,
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     objective = OBJECTIVES.get(name)(Encoder("resnet18"), **PARAMS[name])
-    objective.setup(SetupContext(reports=REPORTS, labels=np.zeros((ROWS, 1), np.float32), pathologies=["X"],
-                                 out_dir=out_dir, image_size=32, seed=0, rank=rank, world_size=world_size,
-                                 barrier=barrier))
+    objective.setup(
+        SetupContext(
+            reports=REPORTS,
+            labels=np.zeros((ROWS, 1), np.float32),
+            pathologies=["X"],
+            out_dir=out_dir,
+            image_size=32,
+            seed=0,
+            rank=rank,
+            world_size=world_size,
+            barrier=barrier,
+        )
+    )
     return objective
 
 
@@ -51,7 +63,9 @@ def whole_batch(name: str, rows: slice = slice(None)) -> dict:
     return {"views": [images[rows], other[rows]]}
 
 
-def loss_and_grads(model: torch.nn.Module, named, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def loss_and_grads(
+    model: torch.nn.Module, named, batch: dict
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eval mode: BatchNorm uses running statistics, so a row's features do not depend on its batch-mates."""
     model.eval()
     loss = model(batch)["loss"]
@@ -74,8 +88,9 @@ def train_a_few_steps(name: str, out_dir: Path, info: DistInfo) -> dict[str, tor
     """3 steps of the real Trainer under DDP (simclr through the batched device-view path)."""
     objective = make_objective(name, out_dir, info.rank, info.world_size, info.barrier)
     augment = objective.batch_view_transform(32) if name == "simclr" else None
-    dataset = RadiographDataset(Pixels(24), needs=sorted(objective.needs), reports=REPORTS * 3, seed=5,
-                                view_augment=augment)
+    dataset = RadiographDataset(
+        Pixels(24), needs=sorted(objective.needs), reports=REPORTS * 3, seed=5, view_augment=augment
+    )
     cfg = TrainConfig(max_steps=3, batch_size=4, log_every=1, checkpoint_every=2, lr=1e-3)
     Trainer(objective, dataset, cfg, out_dir, torch.device("cpu"), info, seed=5, workers=0, label=name).fit()
     return {k: v.clone() for k, v in objective.state_dict().items()}
@@ -120,7 +135,9 @@ def test_gathered_loss_and_gradients_match_one_process(ranks, name):
         assert result[name]["grads"].keys() == grads.keys()
         for key, grad in grads.items():
             # DDP's average of per-rank gradients == the gradient of the whole-batch loss (not W times it)
-            torch.testing.assert_close(result[name]["grads"][key], grad, rtol=1e-4, atol=1e-6, msg=f"rank {rank} {key}")
+            torch.testing.assert_close(
+                result[name]["grads"][key], grad, rtol=1e-4, atol=1e-6, msg=f"rank {rank} {key}"
+            )
     encoder_grads = [k for k in grads if k.startswith("encoder.")]
     assert encoder_grads and any(grads[k].abs().sum() > 0 for k in encoder_grads)
 
@@ -136,14 +153,18 @@ def test_ranks_hold_identical_weights_after_training(ranks, name):
     assert not torch.equal(initial["encoder.model.conv1.weight"], first["encoder.model.conv1.weight"])
     ckpt = torch.load(tmp / f"train_{name}" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["position"]["step"] == 3 and len(ckpt["rng_per_rank"]) == WORLD
-    metrics = [json.loads(line) for line in (tmp / f"train_{name}" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp / f"train_{name}" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["step"] for m in metrics] == [1, 2, 3]  # written once (rank 0), not once per rank
     assert all(m["images_per_s"] > 0 for m in metrics)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-                    reason="torchrun is not installed beside this Python")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+    reason="torchrun is not installed beside this Python",
+)
 def test_torchrun_two_processes_end_to_end(tmp_path):
     from conftest import write_manifest
 
@@ -151,7 +172,10 @@ def test_torchrun_two_processes_end_to_end(tmp_path):
     train = {"max_steps": 2, "batch_size": 4, "log_every": 1, "checkpoint_every": 1}
     recipe = {
         "name": "ddp",
-        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly"]},
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
+            "pathologies": ["Cardiomegaly"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [{"name": "clip", "params": PARAMS["clip"], "train": train}, {"name": "random"}],
         "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 10},
@@ -159,8 +183,20 @@ def test_torchrun_two_processes_end_to_end(tmp_path):
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(recipe))
     out = tmp_path / "run"
     torchrun = Path(sys.executable).parent / "torchrun"
-    argv = [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "radtex_bench", "--quiet", "run",
-            str(tmp_path / "ddp.yaml"), "--out", str(out), "--device", "cpu"]
+    argv = [
+        str(torchrun),
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        "-m",
+        "radtex_bench",
+        "--quiet",
+        "run",
+        str(tmp_path / "ddp.yaml"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

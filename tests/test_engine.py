@@ -20,7 +20,17 @@ from radtex_bench.engine.optim import param_groups, warmup_cosine
 from radtex_bench.engine.trainer import Trainer
 from radtex_bench.errors import Interrupted
 
-IDENTITY = [0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]  # centre, half-size, angle, flip, bright, contrast, blur
+IDENTITY = [
+    0.0,
+    0.0,
+    1.0,
+    1.0,
+    0.0,
+    1.0,
+    1.0,
+    1.0,
+    0.0,
+]  # centre, half-size, angle, flip, bright, contrast, blur
 
 
 class Pixels:
@@ -77,8 +87,18 @@ class ViewsProbe(Regression):
 def trainer(objective, tmp_path: Path, n: int = 16, hook=None, dataset=None, **train) -> Trainer:
     cfg = TrainConfig(**{"max_steps": 2, "batch_size": 4, "checkpoint_every": 0, "log_every": 1, **train})
     dataset = dataset or RadiographDataset(Pixels(n), needs=sorted(objective.needs), seed=1)
-    return Trainer(objective, dataset, cfg, tmp_path, torch.device("cpu"), DistInfo(), seed=1, workers=0,
-                   label="t", step_hook=hook)
+    return Trainer(
+        objective,
+        dataset,
+        cfg,
+        tmp_path,
+        torch.device("cpu"),
+        DistInfo(),
+        seed=1,
+        workers=0,
+        label="t",
+        step_hook=hook,
+    )
 
 
 # -- optimiser and schedule ----------------------------------------------------------------------
@@ -116,8 +136,14 @@ def test_scheduler_moves_every_group(tmp_path):
 def test_gradient_accumulation_equals_one_big_batch(tmp_path):
     def weights(batch_size: int, accum: int) -> dict:
         torch.manual_seed(0)
-        t = trainer(Regression(), tmp_path / f"{batch_size}x{accum}", max_steps=1, batch_size=batch_size,
-                    grad_accum=accum, grad_clip=None)
+        t = trainer(
+            Regression(),
+            tmp_path / f"{batch_size}x{accum}",
+            max_steps=1,
+            batch_size=batch_size,
+            grad_accum=accum,
+            grad_clip=None,
+        )
         t.fit()
         return t.objective.state_dict()
 
@@ -185,7 +211,10 @@ def test_view_parameters_are_drawn_per_sample_and_epoch():
     augment = ViewAugment(8)
     data = RadiographDataset(Pixels(4), needs=["views"], seed=7, view_augment=augment, n_views=2)
     item = data[(0, 3)]
-    assert set(item) == {"index", "image", "view_params"} and item["view_params"].shape == (2, ViewAugment.N_PARAMS)
+    assert set(item) == {"index", "image", "view_params"} and item["view_params"].shape == (
+        2,
+        ViewAugment.N_PARAMS,
+    )
     assert torch.equal(item["view_params"], data[(0, 3)]["view_params"])  # reproducible
     assert not torch.equal(item["view_params"], data[(1, 3)]["view_params"])  # a new draw each epoch
     assert not torch.equal(item["view_params"][0], item["view_params"][1])  # two different views

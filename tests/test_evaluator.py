@@ -33,7 +33,9 @@ def test_linear_probe_learns_and_uses_validation_only():
     assert c_shuffled in (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
-@pytest.mark.parametrize("labels", [np.zeros(10), np.ones(10), np.full(10, np.nan), np.r_[np.ones(3), np.full(7, np.nan)]])
+@pytest.mark.parametrize(
+    "labels", [np.zeros(10), np.ones(10), np.full(10, np.nan), np.r_[np.ones(3), np.full(7, np.nan)]]
+)
 def test_one_class_subset_is_missing_not_half(labels):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 4))
@@ -51,7 +53,11 @@ def test_knn_votes_by_similarity():
 
 def write_recipe(tmp_path, root, **evaluation):
     recipe = {
-        "name": "ev", "data": {"pretrain": {"kind": "manifest", "root": str(root)}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "name": "ev",
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(root)},
+            "pathologies": ["Cardiomegaly", "Edema"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [{"name": "random"}, {"name": "random", "label": "random-2"}],
         "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 20, **evaluation},
@@ -80,7 +86,10 @@ def test_resume_reuses_cells_and_features(tmp_path, manifest_dir, monkeypatch):
     assert (features.stat().st_mtime_ns, cell.stat().st_mtime_ns) == stamps
     assert (out / "results.csv").read_text() == results
     monkeypatch.undo()
-    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume", "--set", "evaluation.seeds=3"]) == 0
+    assert (
+        main(["--quiet", "run", str(recipe), "--out", str(out), "--resume", "--set", "evaluation.seeds=3"])
+        == 0
+    )
     assert features.stat().st_mtime_ns == stamps[0]  # same weights: features reused
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert {r["seed"] for r in rows} == {"0", "1", "2"}
@@ -103,8 +112,11 @@ def test_missing_class_yields_blank_auc(tmp_path):
     assert {r["auc"] for r in results if r["pathology"] == "Edema"} == {""}  # missing, never 0.5
     assert all(r["auc"] != "" for r in results if r["pathology"] == "Cardiomegaly")
     summary = {(r["objective"], r["budget"]): r for r in csv.DictReader(open(out / "summary.csv"))}
-    cardio = [float(r["auc"]) for r in results
-              if r["objective"] == "random" and r["budget"] == "8" and r["pathology"] == "Cardiomegaly"]
+    cardio = [
+        float(r["auc"])
+        for r in results
+        if r["objective"] == "random" and r["budget"] == "8" and r["pathology"] == "Cardiomegaly"
+    ]
     assert float(summary[("random", "8")]["macro_auc"]) == pytest.approx(np.mean(cardio), abs=1e-4)
 
 
@@ -115,8 +127,20 @@ def test_evaluate_on_another_dataset_with_its_own_pathologies(tmp_path):
     write_manifest(tmp_path / "b", n=60, seed=1, pathologies=("Pneumothorax", "Effusion"))
     recipe = write_recipe(tmp_path, tmp_path / "a", pathologies=["Pneumothorax", "Pleural Effusion"])
     out = tmp_path / "run"
-    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--set",
-                 f"data.evaluate={{kind: manifest, root: {tmp_path / 'b'}}}"]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "run",
+                str(recipe),
+                "--out",
+                str(out),
+                "--set",
+                f"data.evaluate={{kind: manifest, root: {tmp_path / 'b'}}}",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert {r["pathology"] for r in rows} == {"Pneumothorax", "Pleural Effusion"}  # NIH spelling mapped
     splits = json.loads((out / "splits.json").read_text())
@@ -125,10 +149,16 @@ def test_evaluate_on_another_dataset_with_its_own_pathologies(tmp_path):
 
 
 def test_finetune_and_knn_protocols(tmp_path, manifest_dir):
-    recipe = write_recipe(tmp_path, manifest_dir, protocols=["linear", "knn", "finetune"],
-                          finetune={"epochs": 1, "min_steps": 2, "batch_size": 4, "patience": 1})
+    recipe = write_recipe(
+        tmp_path,
+        manifest_dir,
+        protocols=["linear", "knn", "finetune"],
+        finetune={"epochs": 1, "min_steps": 2, "batch_size": 4, "patience": 1},
+    )
     out = tmp_path / "run"
-    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--set", "objectives=[{name: random}]"]) == 0
+    assert (
+        main(["--quiet", "run", str(recipe), "--out", str(out), "--set", "objectives=[{name: random}]"]) == 0
+    )
     summary = list(csv.DictReader(open(out / "summary.csv")))
     assert {r["protocol"] for r in summary} == {"linear", "knn", "finetune"}
     assert (out / "plots" / "heatmap_finetune_b8.png").exists()

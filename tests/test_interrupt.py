@@ -16,11 +16,17 @@ RESULTS = ("results.csv", "summary.csv", "comparisons.csv", "report.md")
 def recipe(tmp_path, root):
     data = {
         "name": "interrupt",
-        "data": {"pretrain": {"kind": "manifest", "root": str(root)}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(root)},
+            "pathologies": ["Cardiomegaly", "Edema"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [
-            {"name": "captioning", "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
-             "train": {"max_steps": 16, "batch_size": 4, "checkpoint_every": 2, "log_every": 1}},
+            {
+                "name": "captioning",
+                "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
+                "train": {"max_steps": 16, "batch_size": 4, "checkpoint_every": 2, "log_every": 1},
+            },
             {"name": "random"},
         ],
         "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 50},
@@ -41,8 +47,12 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     out = tmp_path / "interrupted"
     ckpt = out / "pretrain" / "captioning" / "last.ckpt"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "radtex_bench", "--quiet", "run", str(path), "--out", str(out)],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "radtex_bench", "--quiet", "run", str(path), "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -62,5 +72,8 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert "resumed from" in (out / "run.log").read_text()
     for name in ("results.csv", "summary.csv", "comparisons.csv"):
         assert (out / name).read_text() == (reference / name).read_text(), name
-    steps = [yaml.safe_load(line)["step"] for line in (out / "pretrain/captioning/metrics.jsonl").read_text().splitlines()]
+    steps = [
+        yaml.safe_load(line)["step"]
+        for line in (out / "pretrain/captioning/metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == list(range(1, 17))  # nothing logged twice, nothing lost

@@ -18,8 +18,16 @@ REPORTS = [
 def make(name: str, tmp_path: Path, **params):
     torch.manual_seed(0)
     objective = OBJECTIVES.get(name)(Encoder("resnet18"), **params)
-    objective.setup(SetupContext(reports=REPORTS * 5, labels=np.zeros((20, 1), np.float32), pathologies=["X"],
-                                 out_dir=tmp_path, image_size=32, seed=0))
+    objective.setup(
+        SetupContext(
+            reports=REPORTS * 5,
+            labels=np.zeros((20, 1), np.float32),
+            pathologies=["X"],
+            out_dir=tmp_path,
+            image_size=32,
+            seed=0,
+        )
+    )
     return objective
 
 
@@ -32,8 +40,14 @@ def batch():
     "name, params",
     [
         ("captioning", {"width": 64, "heads": 2, "vocab_size": 200, "min_frequency": 1}),
-        ("captioning", {"width": 64, "heads": 2, "vocab_size": 200, "min_frequency": 1, "bidirectional": False}),
-        ("clip", {"width": 64, "heads": 2, "layers": 1, "embed_dim": 32, "vocab_size": 200, "min_frequency": 1}),
+        (
+            "captioning",
+            {"width": 64, "heads": 2, "vocab_size": 200, "min_frequency": 1, "bidirectional": False},
+        ),
+        (
+            "clip",
+            {"width": 64, "heads": 2, "layers": 1, "embed_dim": 32, "vocab_size": 200, "min_frequency": 1},
+        ),
     ],
 )
 def test_loss_decreases_on_a_tiny_batch(name, params, tmp_path):
@@ -73,7 +87,9 @@ def test_generate_produces_text(tmp_path):
 
 
 def test_clip_temperature_is_learnable(tmp_path):
-    objective = make("clip", tmp_path, width=64, heads=2, layers=1, embed_dim=32, vocab_size=200, min_frequency=1)
+    objective = make(
+        "clip", tmp_path, width=64, heads=2, layers=1, embed_dim=32, vocab_size=200, min_frequency=1
+    )
     out = objective(batch())
     out["loss"].backward()
     assert objective.logit_scale.grad is not None and objective.logit_scale.grad != 0

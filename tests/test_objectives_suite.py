@@ -14,8 +14,14 @@ from radtex_bench.objectives.simclr import xray_view_transform
 
 def ctx(tmp_path, labels=None):
     labels = np.zeros((4, 2), np.float32) if labels is None else labels
-    return SetupContext(reports=["x"] * len(labels), labels=labels, pathologies=["A", "B"], out_dir=tmp_path,
-                        image_size=32, seed=0)
+    return SetupContext(
+        reports=["x"] * len(labels),
+        labels=labels,
+        pathologies=["A", "B"],
+        out_dir=tmp_path,
+        image_size=32,
+        seed=0,
+    )
 
 
 def test_simclr_views_are_uint8_reproducible_and_unflipped():
@@ -29,7 +35,9 @@ def test_simclr_views_are_uint8_reproducible_and_unflipped():
     assert torch.equal(a, b)
     names = [type(t).__name__ for t in transform.transforms]
     assert "RandomHorizontalFlip" not in names and "ColorJitter" in names
-    assert "RandomHorizontalFlip" in [type(t).__name__ for t in xray_view_transform(32, horizontal_flip=True).transforms]
+    assert "RandomHorizontalFlip" in [
+        type(t).__name__ for t in xray_view_transform(32, horizontal_flip=True).transforms
+    ]
 
 
 def test_simclr_loss_decreases(tmp_path):
@@ -38,7 +46,10 @@ def test_simclr_loss_decreases(tmp_path):
     objective.setup(ctx(tmp_path))
     g = torch.Generator().manual_seed(0)
     base = torch.randn(8, 3, 32, 32, generator=g)
-    views = [base + 0.1 * torch.randn(8, 3, 32, 32, generator=g), base + 0.1 * torch.randn(8, 3, 32, 32, generator=g)]
+    views = [
+        base + 0.1 * torch.randn(8, 3, 32, 32, generator=g),
+        base + 0.1 * torch.randn(8, 3, 32, 32, generator=g),
+    ]
     optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):

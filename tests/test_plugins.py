@@ -33,10 +33,19 @@ def test_docs_example_runs_from_a_recipe(tmp_path, monkeypatch, capsys):
     recipe = {
         "name": "plugin",
         "plugins": ["docs_example_objectives"],
-        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly"]},
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
+            "pathologies": ["Cardiomegaly"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
-        "objectives": [{"name": "rotation", "params": {"hidden": 16},
-                        "train": {"max_steps": 2, "batch_size": 8, "log_every": 1}}, {"name": "random"}],
+        "objectives": [
+            {
+                "name": "rotation",
+                "params": {"hidden": 16},
+                "train": {"max_steps": 2, "batch_size": 8, "log_every": 1},
+            },
+            {"name": "random"},
+        ],
         "evaluation": {"budgets": [6], "seeds": 1, "bootstrap": 0},
     }
     path = tmp_path / "r.yaml"
@@ -44,7 +53,9 @@ def test_docs_example_runs_from_a_recipe(tmp_path, monkeypatch, capsys):
     assert main(["--quiet", "run", str(path), "--out", str(tmp_path / "run")]) == 0
     results = (tmp_path / "run" / "results.csv").read_text()
     assert "rotation,linear,6,0,Cardiomegaly" in results
-    metrics = [json.loads(x) for x in (tmp_path / "run/pretrain/rotation/metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(x) for x in (tmp_path / "run/pretrain/rotation/metrics.jsonl").read_text().splitlines()
+    ]
     assert "accuracy" in metrics[-1]
     assert main(["list", "objectives", "--json", "--plugin", "docs_example_objectives"]) == 0
     assert "rotation" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -57,39 +68,53 @@ def plugin(tmp_path, monkeypatch, name, body):
 
 
 def test_name_clash_is_an_error(tmp_path, monkeypatch):
-    plugin(tmp_path, monkeypatch, "clash_plugin", """
+    plugin(
+        tmp_path,
+        monkeypatch,
+        "clash_plugin",
+        """
         from radtex_bench import Objective, register_objective
 
         @register_objective("captioning")
         class Mine(Objective):
             pass
-    """)
+    """,
+    )
     with pytest.raises(UserError, match="'captioning' is registered twice"):
         recipe_from_dict({"name": "x", "plugins": ["clash_plugin"], "objectives": [{"name": "random"}]})
 
 
 def test_not_an_objective_is_an_error(tmp_path, monkeypatch):
-    plugin(tmp_path, monkeypatch, "notobj_plugin", """
+    plugin(
+        tmp_path,
+        monkeypatch,
+        "notobj_plugin",
+        """
         from radtex_bench import register_objective
 
         @register_objective("notobj")
         class Plain:
             pass
-    """)
+    """,
+    )
     with pytest.raises(UserError, match="is not a subclass of radtex_bench.objectives.base.Objective"):
         load_plugins(["notobj_plugin"])
 
 
 def test_plugin_that_crashes_on_import(tmp_path, monkeypatch):
     plugin(tmp_path, monkeypatch, "broken_plugin", "raise RuntimeError('boom')\n")
-    with pytest.raises(UserError, match=r"plugins.0: plug-in module 'broken_plugin' failed to import: RuntimeError: boom"):
+    with pytest.raises(
+        UserError, match=r"plugins.0: plug-in module 'broken_plugin' failed to import: RuntimeError: boom"
+    ):
         load_plugins(["broken_plugin"])
 
 
 def test_plugin_error_through_the_cli(tmp_path, monkeypatch, capsys):
     plugin(tmp_path, monkeypatch, "broken_plugin2", "import does_not_exist_anywhere\n")
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"name": "x", "plugins": ["broken_plugin2"], "objectives": [{"name": "random"}]}))
+    path.write_text(
+        yaml.safe_dump({"name": "x", "plugins": ["broken_plugin2"], "objectives": [{"name": "random"}]})
+    )
     assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "broken_plugin2" in err and "Traceback" not in err
@@ -99,17 +124,21 @@ def test_plugin_error_through_the_cli(tmp_path, monkeypatch, capsys):
 def test_entry_point_registers_objective(tmp_path, monkeypatch):
     pkg = tmp_path / "site"
     pkg.mkdir()
-    (pkg / "ep_objectives.py").write_text(textwrap.dedent("""
+    (pkg / "ep_objectives.py").write_text(
+        textwrap.dedent("""
         from radtex_bench import Objective
 
         class ViaEntryPoint(Objective):
             def forward(self, batch):
                 return {"loss": self.encoder(batch["image"]).mean()}
-    """))
+    """)
+    )
     dist = pkg / "ep_objectives-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-objectives\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[radtex_bench.objectives]\nvia_ep = ep_objectives:ViaEntryPoint\n")
+    (dist / "entry_points.txt").write_text(
+        "[radtex_bench.objectives]\nvia_ep = ep_objectives:ViaEntryPoint\n"
+    )
     monkeypatch.syspath_prepend(str(pkg))
     monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", set())
     load_plugins()
@@ -121,18 +150,27 @@ def test_entry_point_registers_objective(tmp_path, monkeypatch):
 def test_internal_error_exits_1_with_traceback_in_run_log(tmp_path, monkeypatch, capsys):
     from conftest import write_manifest
 
-    plugin(tmp_path, monkeypatch, "buggy_plugin", """
+    plugin(
+        tmp_path,
+        monkeypatch,
+        "buggy_plugin",
+        """
         from radtex_bench import Objective, register_objective
 
         @register_objective("buggy")
         class Buggy(Objective):
             def forward(self, batch):
                 raise ZeroDivisionError("a bug in the objective")
-    """)
+    """,
+    )
     write_manifest(tmp_path / "ds", n=40)
     recipe = {
-        "name": "bug", "plugins": ["buggy_plugin"],
-        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly"]},
+        "name": "bug",
+        "plugins": ["buggy_plugin"],
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
+            "pathologies": ["Cardiomegaly"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [{"name": "buggy", "train": {"max_steps": 1, "batch_size": 4}}],
         "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 0},

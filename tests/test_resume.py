@@ -28,11 +28,17 @@ def resume_recipe(tmp_path: Path, root: Path) -> Path:
     train = {"max_steps": 4, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "lr": 1e-3}
     recipe = {
         "name": "resume",
-        "data": {"pretrain": {"kind": "manifest", "root": str(root)}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(root)},
+            "pathologies": ["Cardiomegaly", "Edema"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [
-            {"name": "captioning", "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1,
-                                              "dropout": 0.1}, "train": train},
+            {
+                "name": "captioning",
+                "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1, "dropout": 0.1},
+                "train": train,
+            },
             {"name": "simclr", "params": {"hidden_dim": 64, "projection_dim": 32}, "train": train},
         ],
         "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 10},
@@ -44,9 +50,25 @@ def resume_recipe(tmp_path: Path, root: Path) -> Path:
 
 def launch(recipe: Path, out: Path, resume: bool = False) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1"}
-    argv = [sys.executable, "-m", "radtex_bench", "--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]
-    return subprocess.Popen(argv + (["--resume"] if resume else []), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "radtex_bench",
+        "--quiet",
+        "run",
+        str(recipe),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    return subprocess.Popen(
+        argv + (["--resume"] if resume else []),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_after_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 120.0) -> None:
@@ -99,8 +121,10 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     for label in LABELS:
-        assert_same_weights(tmp_path / "ref" / "pretrain" / label / "encoder.safetensors",
-                            cut / "pretrain" / label / "encoder.safetensors")
+        assert_same_weights(
+            tmp_path / "ref" / "pretrain" / label / "encoder.safetensors",
+            cut / "pretrain" / label / "encoder.safetensors",
+        )
         assert losses(cut, label) == losses(tmp_path / "ref", label)
         assert [s for s, _ in losses(cut, label)] == list(range(1, 5))
     assert "resumed from" in (cut / "run.log").read_text()
@@ -163,12 +187,26 @@ def tiny_trainer(out: Path, hook=None) -> Trainer:
 
     dataset = RadiographDataset(Pixels(18), needs=["views"], view_transform=jitter, seed=3)
     torch.manual_seed(0)
-    cfg = TrainConfig(max_steps=9, batch_size=4, checkpoint_every=2, log_every=1, grad_accum=1, warmup_steps=2)
-    return Trainer(DropoutObjective(), dataset, cfg, out, torch.device("cpu"), DistInfo(), seed=3, workers=0,
-                   label="tiny", step_hook=hook)
+    cfg = TrainConfig(
+        max_steps=9, batch_size=4, checkpoint_every=2, log_every=1, grad_accum=1, warmup_steps=2
+    )
+    return Trainer(
+        DropoutObjective(),
+        dataset,
+        cfg,
+        out,
+        torch.device("cpu"),
+        DistInfo(),
+        seed=3,
+        workers=0,
+        label="tiny",
+        step_hook=hook,
+    )
 
 
-@pytest.mark.parametrize("crash_at", [3, 5, 8])  # resumes from step 2 (mid-epoch), 4 (epoch end), 6 (mid-epoch)
+@pytest.mark.parametrize(
+    "crash_at", [3, 5, 8]
+)  # resumes from step 2 (mid-epoch), 4 (epoch end), 6 (mid-epoch)
 def test_resume_after_a_crash_continues_exactly(tmp_path, crash_at):
     reference = tiny_trainer(tmp_path / "ref")
     reference.fit()
@@ -183,5 +221,7 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, crash_at):
     resumed = tiny_trainer(tmp_path / "cut")
     resumed.fit(resume=True)
     assert resumed.pos.step == 9
-    for (name, a), b in zip(reference.objective.state_dict().items(), resumed.objective.state_dict().values()):
+    for (name, a), b in zip(
+        reference.objective.state_dict().items(), resumed.objective.state_dict().values()
+    ):
         assert torch.equal(a, b), name

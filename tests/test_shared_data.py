@@ -42,15 +42,29 @@ def test_nih_sample_images_labels_and_cache(tmp_path):
     assert sum(s["views"].values()) == 1000 and set(s["views"]) <= {"PA", "AP"}
     assert "splits" not in s  # the sample ships no split lists
     positives = {name: c["positive"] for name, c in s["labels"].items()}
-    assert positives == {"No Finding": 499, "Pleural Effusion": 170, "Infiltration": 162, "Atelectasis": 95,
-                         "Cardiomegaly": 83, "Consolidation": 42, "Pneumothorax": 40, "Nodule": 39, "Emphysema": 37,
-                         "Mass": 35, "Fibrosis": 32, "Edema": 31, "Pleural Thickening": 29, "Pneumonia": 11,
-                         "Hernia": 9}
+    assert positives == {
+        "No Finding": 499,
+        "Pleural Effusion": 170,
+        "Infiltration": 162,
+        "Atelectasis": 95,
+        "Cardiomegaly": 83,
+        "Consolidation": 42,
+        "Pneumothorax": 40,
+        "Nodule": 39,
+        "Emphysema": 37,
+        "Mass": 35,
+        "Fibrosis": 32,
+        "Edema": 31,
+        "Pleural Thickening": 29,
+        "Pneumonia": 11,
+        "Hernia": 9,
+    }
     assert all(c["uncertain"] == 0 and c["missing"] == 0 for c in s["labels"].values())
     result = prepare("nih", str(root), tmp_path / "cache", size=32, workers=0)
     assert (result.cached, result.skipped) == (1000, 0)
-    table = load_table(DatasetSpec.from_plain({"kind": "nih", "root": str(root), "cache": str(tmp_path / "cache")},
-                                              "data"))
+    table = load_table(
+        DatasetSpec.from_plain({"kind": "nih", "root": str(root), "cache": str(tmp_path / "cache")}, "data")
+    )
     assert set(table.frame["split"]) == {"train", "validate", "test"}
     by = table.frame.groupby("patient_id")["split"].nunique()
     assert (by == 1).all()
@@ -139,12 +153,23 @@ def test_real_image_text_pairs_as_a_manifest(tmp_path):
     root = shared("covid_notes")
     meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
     meta = meta[meta["clinical_notes"] != ""].head(60)
-    manifest = pd.DataFrame({"image_path": [str(root / "images" / f) for f in meta["filename"]],
-                             "patient_id": meta["patientid"], "view": meta["view"].str.split().str[0],
-                             "report": meta["clinical_notes"]})
+    manifest = pd.DataFrame(
+        {
+            "image_path": [str(root / "images" / f) for f in meta["filename"]],
+            "patient_id": meta["patientid"],
+            "view": meta["view"].str.split().str[0],
+            "report": meta["clinical_notes"],
+        }
+    )
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
-    result = prepare("manifest", str(tmp_path / "manifest.csv"), tmp_path / "cache", size=48, workers=0,
-                     allow_absolute_paths=True)
+    result = prepare(
+        "manifest",
+        str(tmp_path / "manifest.csv"),
+        tmp_path / "cache",
+        size=48,
+        workers=0,
+        allow_absolute_paths=True,
+    )
     assert result.cached == 60 and result.skipped == 0
     s = summarise("manifest", str(tmp_path / "manifest.csv"), allow_absolute_paths=True)
     assert s["images"] == 60 and s["reports"] == 60

@@ -46,4 +46,7 @@ def test_shared_tokenizer_is_saved_and_reloaded(tmp_path):
 def test_reverse_tokens_keeps_specials_and_padding():
     ids = torch.tensor([[BOS_ID, 10, 11, 12, EOS_ID, PAD_ID], [BOS_ID, 20, EOS_ID, PAD_ID, PAD_ID, PAD_ID]])
     out = reverse_tokens(ids)
-    assert out.tolist() == [[BOS_ID, 12, 11, 10, EOS_ID, PAD_ID], [BOS_ID, 20, EOS_ID, PAD_ID, PAD_ID, PAD_ID]]
+    assert out.tolist() == [
+        [BOS_ID, 12, 11, 10, EOS_ID, PAD_ID],
+        [BOS_ID, 20, EOS_ID, PAD_ID, PAD_ID, PAD_ID],
+    ]

@@ -46,8 +46,14 @@ class LoaderBenchmark:
         return {"benchmark": "loader", **asdict(self)}
 
 
-def write_radiographs(folder: Path, n: int, min_side: int = 1024, max_side: int = 2048, seed: int = 0,
-                      file_format: str = "mixed") -> Path:
+def write_radiographs(
+    folder: Path,
+    n: int,
+    min_side: int = 1024,
+    max_side: int = 2048,
+    seed: int = 0,
+    file_format: str = "mixed",
+) -> Path:
     """``n`` realistically sized radiographs + ``manifest.csv`` in ``folder``.
 
     ``file_format``: ``jpg`` (quality 95), ``png`` (8-bit) or ``mixed`` (alternating).
@@ -96,19 +102,28 @@ def _subset_manifest(kind: str, root: str, n: int, seed: int, folder: Path) -> P
     rows = np.random.default_rng(seed).permutation(len(frame))[:n]
     manifest = folder / "manifest.csv"
     frame.iloc[np.sort(rows)][["path", "patient_id"]].rename(columns={"path": "image_path"}).to_csv(
-        manifest, index=False)
+        manifest, index=False
+    )
     return manifest
 
 
-def images_per_second(table, size: int, cache: str | None, batch_size: int, workers: int, epochs: int) -> float:
+def images_per_second(
+    table, size: int, cache: str | None, batch_size: int, workers: int, epochs: int
+) -> float:
     """Images/s of a DataLoader over ``table`` (after one untimed warm-up epoch)."""
     from torch.utils.data import DataLoader
 
     from ..data.pipeline import PixelSource, RadiographDataset, collate
 
     dataset = RadiographDataset(PixelSource(table, size, cache), needs=["image"])
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        persistent_workers=workers > 0, shuffle=False)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=workers > 0,
+        shuffle=False,
+    )
     for _ in loader:  # warm-up epoch
         pass
     start, count = time.perf_counter(), 0
@@ -118,10 +133,20 @@ def images_per_second(table, size: int, cache: str | None, batch_size: int, work
     return count / (time.perf_counter() - start)
 
 
-def run_loader_benchmark(n: int = 200, size: int = 256, batch_size: int = 32, workers: int = 2, epochs: int = 2,
-                         min_side: int = 1024, max_side: int = 2048, seed: int = 0, kind: str | None = None,
-                         root: str | None = None, keep: str | None = None,
-                         file_format: str = "mixed") -> LoaderBenchmark:
+def run_loader_benchmark(
+    n: int = 200,
+    size: int = 256,
+    batch_size: int = 32,
+    workers: int = 2,
+    epochs: int = 2,
+    min_side: int = 1024,
+    max_side: int = 2048,
+    seed: int = 0,
+    kind: str | None = None,
+    root: str | None = None,
+    keep: str | None = None,
+    file_format: str = "mixed",
+) -> LoaderBenchmark:
     import torch
 
     from ..data.cache import prepare
@@ -139,15 +164,30 @@ def run_loader_benchmark(n: int = 200, size: int = 256, batch_size: int = 32, wo
             options = ManifestOptions(root=str(manifest))
         table = read_manifest(manifest, options)
         start = time.perf_counter()
-        prepare("manifest", str(manifest), folder / "cache", size=size, workers=workers,
-                allow_absolute_paths=options.allow_absolute_paths)
+        prepare(
+            "manifest",
+            str(manifest),
+            folder / "cache",
+            size=size,
+            workers=workers,
+            allow_absolute_paths=options.allow_absolute_paths,
+        )
         prepare_seconds = time.perf_counter() - start
         cached = images_per_second(table, size, str(folder / "cache"), batch_size, workers, epochs)
         files = images_per_second(table, size, None, batch_size, workers, epochs)
         formats = dict(Counter(os.path.splitext(p)[1].lower().lstrip(".") for p in table.frame["path"]))
         sides = "as stored" if kind else f"{min_side}-{max_side} px"
     return LoaderBenchmark(
-        dataset=kind or "generated", images=len(table), source_pixels=sides, formats=formats, size=size,
-        batch_size=batch_size, workers=workers, epochs=epochs, prepare_seconds=round(prepare_seconds, 2),
-        cache_images_per_s=round(cached, 1), files_images_per_s=round(files, 1), speedup=round(cached / files, 1),
+        dataset=kind or "generated",
+        images=len(table),
+        source_pixels=sides,
+        formats=formats,
+        size=size,
+        batch_size=batch_size,
+        workers=workers,
+        epochs=epochs,
+        prepare_seconds=round(prepare_seconds, 2),
+        cache_images_per_s=round(cached, 1),
+        files_images_per_s=round(files, 1),
+        speedup=round(cached / files, 1),
     )

@@ -78,13 +78,29 @@ def make_objective(encoder: str, labels: np.ndarray, seed: int, out_dir: Path):
 
     torch.manual_seed(seed)
     objective = OBJECTIVES.get("supervised")(build_encoder(encoder))
-    objective.setup(SetupContext(reports=[""] * len(labels), labels=labels, pathologies=PATHOLOGIES,
-                                 out_dir=out_dir, image_size=0, seed=seed))
+    objective.setup(
+        SetupContext(
+            reports=[""] * len(labels),
+            labels=labels,
+            pathologies=PATHOLOGIES,
+            out_dir=out_dir,
+            image_size=0,
+            seed=seed,
+        )
+    )
     return objective
 
 
-def bare_steps_per_s(objective, pixels: np.ndarray, labels: np.ndarray, cfg, steps: int, warmup: int,
-                     device: torch.device, seed: int) -> float:
+def bare_steps_per_s(
+    objective,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    cfg,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    seed: int,
+) -> float:
     """The reference: a plain PyTorch loop over tensors in memory, same optimiser and schedule."""
     from ..data.pipeline import to_model_input
     from ..engine.optim import build_optimizer, build_scheduler
@@ -102,7 +118,7 @@ def bare_steps_per_s(objective, pixels: np.ndarray, labels: np.ndarray, cfg, ste
         if step == warmup:
             _sync(device)
             start = time.perf_counter()
-        rows = order[(step % per_epoch) * cfg.batch_size:(step % per_epoch + 1) * cfg.batch_size]
+        rows = order[(step % per_epoch) * cfg.batch_size : (step % per_epoch + 1) * cfg.batch_size]
         batch = {"image": to_model_input(images[rows], device), "labels": targets[rows].to(device)}
         loss = objective(batch)["loss"]
         loss.backward()
@@ -114,8 +130,17 @@ def bare_steps_per_s(objective, pixels: np.ndarray, labels: np.ndarray, cfg, ste
     return steps / (time.perf_counter() - start)
 
 
-def toolkit_steps_per_s(objective, pixels: np.ndarray, labels: np.ndarray, cfg, steps: int, warmup: int,
-                        device: torch.device, seed: int, out_dir: Path) -> float:
+def toolkit_steps_per_s(
+    objective,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    cfg,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    seed: int,
+    out_dir: Path,
+) -> float:
     """The same steps through :class:`Trainer`; the clock runs from step ``warmup`` to the last step."""
     from ..data.pipeline import RadiographDataset
     from ..engine.distributed import DistInfo
@@ -129,8 +154,9 @@ def toolkit_steps_per_s(objective, pixels: np.ndarray, labels: np.ndarray, cfg, 
             _sync(device)
             marks[trainer.pos.step] = time.perf_counter()
 
-    trainer = Trainer(objective, dataset, cfg, out_dir, device, DistInfo(), seed, workers=0, label="bench",
-                      step_hook=clock)
+    trainer = Trainer(
+        objective, dataset, cfg, out_dir, device, DistInfo(), seed, workers=0, label="bench", step_hook=clock
+    )
     trainer.fit()
     return steps / (marks[warmup + steps] - marks[warmup])
 
@@ -140,37 +166,68 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_trainer_benchmark(encoder: str = "resnet18", image_size: int = 32, batch_size: int = 16, steps: int = 8,
-                          warmup: int = 2, repeats: int = 9, seed: int = 0, device: str = "cpu",
-                          threads: int | None = 1) -> TrainerBenchmark:
+def run_trainer_benchmark(
+    encoder: str = "resnet18",
+    image_size: int = 32,
+    batch_size: int = 16,
+    steps: int = 8,
+    warmup: int = 2,
+    repeats: int = 9,
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int | None = 1,
+) -> TrainerBenchmark:
     """Interleaved repetitions of both loops; ``threads`` None keeps torch's setting (restored after)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
-        toolkit, bare = _interleaved_runs(encoder, image_size, batch_size, steps, warmup, repeats, seed,
-                                          torch.device(device))
+        toolkit, bare = _interleaved_runs(
+            encoder, image_size, batch_size, steps, warmup, repeats, seed, torch.device(device)
+        )
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
     ratio = statistics.median(t / b for t, b in zip(toolkit, bare))
     return TrainerBenchmark(
-        encoder=encoder, image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
-        repeats=repeats, threads=used_threads, device=device,
-        toolkit_steps_per_s=round(statistics.median(toolkit), 3), bare_steps_per_s=round(statistics.median(bare), 3),
+        encoder=encoder,
+        image_size=image_size,
+        batch_size=batch_size,
+        steps=steps,
+        warmup=warmup,
+        repeats=repeats,
+        threads=used_threads,
+        device=device,
+        toolkit_steps_per_s=round(statistics.median(toolkit), 3),
+        bare_steps_per_s=round(statistics.median(bare), 3),
         ratio=round(ratio, 3),
-        toolkit_runs=[round(x, 3) for x in toolkit], bare_runs=[round(x, 3) for x in bare],
+        toolkit_runs=[round(x, 3) for x in toolkit],
+        bare_runs=[round(x, 3) for x in bare],
     )
 
 
-def _interleaved_runs(encoder: str, image_size: int, batch_size: int, steps: int, warmup: int, repeats: int,
-                      seed: int, device: torch.device) -> tuple[list[float], list[float]]:
+def _interleaved_runs(
+    encoder: str,
+    image_size: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[list[float], list[float]]:
     """Steps/s of each repetition of both loops, the order alternating (bare first on even repetitions)."""
     from ..config import TrainConfig
 
     pixels, labels = synthetic_batch_data(batch_size * 4, image_size, seed)
     # log_every 5: metrics are written (and the host waits for the device) inside the timed window
-    cfg = TrainConfig(max_steps=warmup + steps, batch_size=batch_size, checkpoint_every=0, log_every=5,
-                      warmup_steps=warmup, grad_clip=1.0)
+    cfg = TrainConfig(
+        max_steps=warmup + steps,
+        batch_size=batch_size,
+        checkpoint_every=0,
+        log_every=5,
+        warmup_steps=warmup,
+        grad_clip=1.0,
+    )
     toolkit, bare = [], []
     with tempfile.TemporaryDirectory(prefix="radtex-bench-trainer-") as tmp:
         for rep in range(repeats):
@@ -180,7 +237,8 @@ def _interleaved_runs(encoder: str, image_size: int, batch_size: int, steps: int
                     bare.append(bare_steps_per_s(objective, pixels, labels, cfg, steps, warmup, device, seed))
                     continue
                 run_dir = Path(tmp) / f"run{rep}"
-                toolkit.append(toolkit_steps_per_s(objective, pixels, labels, cfg, steps, warmup, device, seed,
-                                                   run_dir))
+                toolkit.append(
+                    toolkit_steps_per_s(objective, pixels, labels, cfg, steps, warmup, device, seed, run_dir)
+                )
                 shutil.rmtree(run_dir)  # the final checkpoint (written after the clock stopped)
     return toolkit, bare

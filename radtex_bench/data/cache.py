@@ -70,13 +70,17 @@ class PixelCache:
         if meta is None:
             raise DataError(f"{folder} is not a radtex-bench pixel cache (no {META}); {how}")
         if not meta.get("complete"):
-            raise DataError(f"pixel cache {folder} is incomplete (prepare was interrupted); rerun the same "
-                            "`radtex-bench prepare` command to finish it")
+            raise DataError(
+                f"pixel cache {folder} is incomplete (prepare was interrupted); rerun the same "
+                "`radtex-bench prepare` command to finish it"
+            )
         try:
             ids = pd.read_csv(folder / INDEX, dtype=str, keep_default_na=False)["image_id"].tolist()
             done = np.load(folder / DONE)
         except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"pixel cache {folder} is damaged ({exc}); delete it and prepare it again") from None
+            raise DataError(
+                f"pixel cache {folder} is damaged ({exc}); delete it and prepare it again"
+            ) from None
         return cls(folder, meta, ids, done)
 
     @property
@@ -94,8 +98,10 @@ class PixelCache:
         try:
             return self._rows[image_id]
         except KeyError:
-            raise DataError(f"image {image_id!r} is not in the pixel cache {self.folder}; prepare the cache from "
-                            "the same dataset as the recipe names") from None
+            raise DataError(
+                f"image {image_id!r} is not in the pixel cache {self.folder}; prepare the cache from "
+                "the same dataset as the recipe names"
+            ) from None
 
     def pixels(self, row: int) -> np.ndarray:
         """uint8 ``[S, S]``: a read-only view of the memory map (no copy)."""
@@ -113,7 +119,9 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{folder / META} is unreadable ({exc}); delete {folder} and prepare it again") from None
+        raise DataError(
+            f"{folder / META} is unreadable ({exc}); delete {folder} and prepare it again"
+        ) from None
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -176,18 +184,25 @@ def _create(out: Path, table, meta: dict[str, Any], size: int) -> None:
     need = n * size * size
     free = shutil.disk_usage(out).free
     if need > free:
-        raise DataError(f"prepare: {need / 1e9:.1f} GB of pixels do not fit in the {free / 1e9:.1f} GB free at "
-                        f"{out}; choose another OUT or a smaller --size")
+        raise DataError(
+            f"prepare: {need / 1e9:.1f} GB of pixels do not fit in the {free / 1e9:.1f} GB free at "
+            f"{out}; choose another OUT or a smaller --size"
+        )
     frame = table.frame
-    pd.DataFrame({"row": np.arange(n), "image_id": frame["image_id"], "path": frame["path"],
-                  "view": frame["view"]}).to_csv(out / INDEX, index=False)
+    pd.DataFrame(
+        {"row": np.arange(n), "image_id": frame["image_id"], "path": frame["path"], "view": frame["view"]}
+    ).to_csv(out / INDEX, index=False)
     np.lib.format.open_memmap(out / PIXELS, mode="w+", dtype=np.uint8, shape=(n, size, size)).flush()
     np.lib.format.open_memmap(out / DONE, mode="w+", dtype=np.uint8, shape=(n,)).flush()
     _write_atomic(out / META, json.dumps(meta, indent=1))
 
 
 def _open_existing(out: Path, meta: dict[str, Any], old: dict[str, Any]) -> None:
-    if old.get("format") != FORMAT or old.get("fingerprint") != meta["fingerprint"] or old.get("size") != meta["size"]:
+    if (
+        old.get("format") != FORMAT
+        or old.get("fingerprint") != meta["fingerprint"]
+        or old.get("size") != meta["size"]
+    ):
         raise DataError(
             f"prepare: {out} already holds a pixel cache of another image list or size ({old.get('kind')} at "
             f"{old.get('root')}, {old.get('images')} images, size {old.get('size')}); choose a new OUT folder "
@@ -195,8 +210,15 @@ def _open_existing(out: Path, meta: dict[str, Any], old: dict[str, Any]) -> None
         )
 
 
-def prepare(kind: str, root: str, out: str | Path, size: int = 256, workers: int | None = None,
-            progress: Callable[[int, int], None] | None = None, **options: Any) -> PrepareResult:
+def prepare(
+    kind: str,
+    root: str,
+    out: str | Path,
+    size: int = 256,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> PrepareResult:
     """Decode every listed image of dataset ``kind`` at ``root`` into a pixel cache at ``out``.
 
     ``options`` are the dataset block's keys (``views`` defaults to every view, so one cache serves any
@@ -219,10 +241,19 @@ def prepare(kind: str, root: str, out: str | Path, size: int = 256, workers: int
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"prepare: cannot create {out}: {exc.strerror or exc}; choose a writable OUT") from None
-    meta = {"format": FORMAT, "kind": kind, "root": str(Path(root).expanduser().absolute()),
-            "options": to_plain(spec.options), "size": size,
-            "images": len(table), "fingerprint": fingerprint(table.image_ids, size), "complete": False}
+        raise DataError(
+            f"prepare: cannot create {out}: {exc.strerror or exc}; choose a writable OUT"
+        ) from None
+    meta = {
+        "format": FORMAT,
+        "kind": kind,
+        "root": str(Path(root).expanduser().absolute()),
+        "options": to_plain(spec.options),
+        "size": size,
+        "images": len(table),
+        "fingerprint": fingerprint(table.image_ids, size),
+        "complete": False,
+    }
     old = read_meta(out)
     if old is None:
         _create(out, table, meta, size)
@@ -242,12 +273,27 @@ def prepare(kind: str, root: str, out: str | Path, size: int = 256, workers: int
     cached = int((done == DECODED).sum())
     meta.update(complete=True, cached=cached, skipped=len(skipped_rows))
     _write_atomic(out / META, json.dumps(meta, indent=1))
-    return PrepareResult(str(out), kind, size, len(table), cached, len(pending), len(skipped_rows),
-                         round(time.perf_counter() - start, 3))
+    return PrepareResult(
+        str(out),
+        kind,
+        size,
+        len(table),
+        cached,
+        len(pending),
+        len(skipped_rows),
+        round(time.perf_counter() - start, 3),
+    )
 
 
-def _run(out: Path, size: int, pending: np.ndarray, paths: np.ndarray, done: np.ndarray, workers: int | None,
-         progress: Callable[[int, int], None] | None) -> dict[int, str]:
+def _run(
+    out: Path,
+    size: int,
+    pending: np.ndarray,
+    paths: np.ndarray,
+    done: np.ndarray,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> dict[int, str]:
     """Decode the ``pending`` rows, ``workers`` processes at a time; return reasons of unreadable rows."""
     workers = default_workers() if workers is None else max(0, int(workers))
     chunks = [pending[i : i + _CHUNK].tolist() for i in range(0, len(pending), _CHUNK)]
@@ -278,7 +324,9 @@ def _run(out: Path, size: int, pending: np.ndarray, paths: np.ndarray, done: np.
             queue = iter(chunks)
             while True:
                 for rows in queue:
-                    in_flight[pool.submit(_decode_chunk, pixels_path, size, rows, [paths[r] for r in rows])] = rows
+                    in_flight[
+                        pool.submit(_decode_chunk, pixels_path, size, rows, [paths[r] for r in rows])
+                    ] = rows
                     if len(in_flight) >= 4 * workers:
                         break
                 if not in_flight:
@@ -292,4 +340,6 @@ def _run(out: Path, size: int, pending: np.ndarray, paths: np.ndarray, done: np.
 
 
 def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(
+        1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )

@@ -49,7 +49,9 @@ class ChexpertOptions(DatasetOptions):
     valid_split: Literal["test", "validate"] = option(
         "test", help="what valid.csv is; the other split is carved out of train.csv by patient"
     )
-    official_split: bool = option(True, help="use train.csv / valid.csv as splits; false: patient-level split")
+    official_split: bool = option(
+        True, help="use train.csv / valid.csv as splits; false: patient-level split"
+    )
 
 
 def table_file(root: Path, name: str) -> Path | None:
@@ -64,7 +66,9 @@ def find_root(root: Path) -> Path:
     """The folder holding train.csv / valid.csv: ``root`` itself or its one ``CheXpert-v1.0*`` child."""
     if table_file(root, "train.csv") or table_file(root, "valid.csv"):
         return root
-    children = sorted({p.parent for p in root.glob("CheXpert-v1.0*/*.csv*") if p.name.startswith(("train.", "valid."))})
+    children = sorted(
+        {p.parent for p in root.glob("CheXpert-v1.0*/*.csv*") if p.name.startswith(("train.", "valid."))}
+    )
     if len(children) == 1:
         return children[0]
     raise DataError(
@@ -82,32 +86,46 @@ def _views(df: pd.DataFrame, rel: pd.Series) -> np.ndarray:
     blank = (fl == "").to_numpy()
     if blank.any():  # no Frontal/Lateral column (test labels) or a blank: the file name says it
         name = rel[blank].str.lower()
-        fl[blank] = np.where(name.str.contains("lateral"), "LATERAL",
-                             np.where(name.str.contains("frontal"), "FRONTAL", ""))
+        fl[blank] = np.where(
+            name.str.contains("lateral"), "LATERAL", np.where(name.str.contains("frontal"), "FRONTAL", "")
+        )
     frontal = np.where(appa.isin(["AP", "PA"]), appa, "FRONTAL")
     return np.where(fl == "FRONTAL", frontal, fl)
 
 
-def _read_csv(root: Path, name: str, split: str, allow_absolute: bool) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+def _read_csv(
+    root: Path, name: str, split: str, allow_absolute: bool
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     path = table_file(root, name) or root / name
-    df = read_table(path, f"CheXpert {name}", dtype={c: str for c in ("Path", "Sex", "Frontal/Lateral", "AP/PA")})
+    df = read_table(
+        path, f"CheXpert {name}", dtype={c: str for c in ("Path", "Sex", "Frontal/Lateral", "AP/PA")}
+    )
     require_columns(df, ["Path"], path, f"CheXpert {name}")
-    rel = df["Path"].fillna("").astype(str).str.strip().str.replace(r"^(?:\./)?CheXpert-v1\.0[^/\\]*[/\\]", "",
-                                                                      regex=True)
+    rel = (
+        df["Path"]
+        .fillna("")
+        .astype(str)
+        .str.strip()
+        .str.replace(r"^(?:\./)?CheXpert-v1\.0[^/\\]*[/\\]", "", regex=True)
+    )
     ids = rel.str.extract(r"(?P<patient>patient\d+)/(?P<study>study\d+)/")
     if ids["patient"].isna().any():
         bad = rel[ids["patient"].isna()].iloc[0]
-        raise DataError(f"{path}: Path {bad!r} does not name patientNNNNN/studyN/; is this CheXpert's {name}?")
+        raise DataError(
+            f"{path}: Path {bad!r} does not name patientNNNNN/studyN/; is this CheXpert's {name}?"
+        )
     columns = [c for c in df.columns if c not in _META and not str(c).startswith("Unnamed")]
-    frame = pd.DataFrame({
-        "image_id": rel,
-        "path": join_image_paths(root, rel, allow_absolute, str(path), column="Path"),
-        "patient_id": ids["patient"],
-        "study_id": ids["patient"] + "/" + ids["study"],
-        "view": _views(df, rel),
-        "split": split,
-        "report": "",
-    })
+    frame = pd.DataFrame(
+        {
+            "image_id": rel,
+            "path": join_image_paths(root, rel, allow_absolute, str(path), column="Path"),
+            "patient_id": ids["patient"],
+            "study_id": ids["patient"] + "/" + ids["study"],
+            "view": _views(df, rel),
+            "split": split,
+            "report": "",
+        }
+    )
     return frame, label_matrix(df, columns, str(path)), [canonical_name(c) for c in columns]
 
 

@@ -34,8 +34,13 @@ def normalise_views(values: pd.Series | Iterable[str]) -> pd.Series:
 _SPECIAL = re.compile(r"^/|^\./|(?:^|/)\.\.?(?:/|$)")
 
 
-def join_image_paths(base: Path, values: pd.Series | Iterable[str], allow_absolute: bool, source: str,
-                     column: str = "image_path") -> pd.Series:
+def join_image_paths(
+    base: Path,
+    values: pd.Series | Iterable[str],
+    allow_absolute: bool,
+    source: str,
+    column: str = "image_path",
+) -> pd.Series:
     """Absolute image paths for ``values`` relative to ``base``, refusing any that leave ``base``.
 
     The check is lexical (``..`` segments), not ``realpath``: a dataset folder whose images are
@@ -82,11 +87,14 @@ def files_present(paths: pd.Series | Iterable[str]) -> np.ndarray:
     isfile = os.path.isfile
     return np.fromiter(
         (p[len(f) + 1 :] in listed[f] if f in listed else isfile(p) for p, f in zip(paths, folders)),
-        dtype=bool, count=len(paths),
+        dtype=bool,
+        count=len(paths),
     )
 
 
-def carve_patients(patient_ids: np.ndarray, rows: np.ndarray, fraction: float, seed: int, salt: int) -> np.ndarray:
+def carve_patients(
+    patient_ids: np.ndarray, rows: np.ndarray, fraction: float, seed: int, salt: int
+) -> np.ndarray:
     """Boolean mask over ``patient_ids``: the images of a seeded ``fraction`` of the patients among ``rows``.
 
     Used to cut a split a dataset does not ship (e.g. NIH's validate out of ``train_val_list.txt``) by

@@ -105,8 +105,10 @@ def read_grey(path: Path, size_hint: int | None = None) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except Exception as exc:
-        raise DataError(f"cannot decode image {path}: {type(exc).__name__}: {exc}; replace the file, or set "
-                        "`data.on_bad_image: skip` to leave unreadable images out") from None
+        raise DataError(
+            f"cannot decode image {path}: {type(exc).__name__}: {exc}; replace the file, or set "
+            "`data.on_bad_image: skip` to leave unreadable images out"
+        ) from None
 
 
 def square(arr: np.ndarray, size: int) -> np.ndarray:

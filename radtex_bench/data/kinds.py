@@ -39,7 +39,9 @@ class DatasetOptions:
 
     def __post_init__(self) -> None:
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
-            raise ConfigError("split_fractions", "must be three fractions (train, validate, test) summing to 1")
+            raise ConfigError(
+                "split_fractions", "must be three fractions (train, validate, test) summing to 1"
+            )
         if self.split_fractions[0] <= 0 or self.split_fractions[2] <= 0:
             raise ConfigError("split_fractions", "train and test fractions must be > 0")
         if self.views is not None:

@@ -96,8 +96,18 @@ def canonical_name(name: str) -> str:
     return str(name).strip()
 
 
-_VALUE = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, "": np.nan, "nan": np.nan,
-          "true": 1.0, "false": 0.0}
+_VALUE = {
+    "1": 1.0,
+    "1.0": 1.0,
+    "0": 0.0,
+    "0.0": 0.0,
+    "-1": -1.0,
+    "-1.0": -1.0,
+    "": np.nan,
+    "nan": np.nan,
+    "true": 1.0,
+    "false": 0.0,
+}
 
 
 def parse_label_column(values, column: str, source: str) -> np.ndarray:

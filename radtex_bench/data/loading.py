@@ -21,8 +21,9 @@ from .table import ImageTable
 log = logging.getLogger("radtex_bench")
 
 
-def load_table(spec: DatasetSpec, on_bad_image: str = "error", where: str = "data.pretrain",
-               check_files: bool = True) -> ImageTable:
+def load_table(
+    spec: DatasetSpec, on_bad_image: str = "error", where: str = "data.pretrain", check_files: bool = True
+) -> ImageTable:
     opts = spec.options
     table = spec.reader(where).read()
     source = f"{where} ({spec.kind} at {getattr(opts, 'root', None) or 'the built-in generator'})"
@@ -39,7 +40,9 @@ def load_table(spec: DatasetSpec, on_bad_image: str = "error", where: str = "dat
             )
         table = table.take(keep)
 
-    table.frame["report"] = [reports.extract(t, opts.report_section, opts.drop_prior) for t in table.frame["report"]]
+    table.frame["report"] = [
+        reports.extract(t, opts.report_section, opts.drop_prior) for t in table.frame["report"]
+    ]
 
     splits = table.frame["split"].to_numpy()
     if (splits == "").all():

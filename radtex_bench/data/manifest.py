@@ -56,7 +56,9 @@ def read_manifest(csv_path: Path, options: ManifestOptions, kind: str = "manifes
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; a manifest needs {', '.join(REQUIRED)}")
+        raise DataError(
+            f"{csv_path}: missing column(s) {', '.join(missing)}; a manifest needs {', '.join(REQUIRED)}"
+        )
     if options.labels is not None:
         absent = [c for c in options.labels if c not in df.columns]
         if absent:
@@ -73,14 +75,18 @@ def read_manifest(csv_path: Path, options: ManifestOptions, kind: str = "manifes
     if (image_path == "").any():
         raise DataError(f"{csv_path}: row {_first_row(image_path == '')} has an empty image_path")
     if (patient == "").any():
-        raise DataError(f"{csv_path}: row {_first_row(patient == '')} has an empty patient_id; every image needs "
-                        "its patient")
+        raise DataError(
+            f"{csv_path}: row {_first_row(patient == '')} has an empty patient_id; every image needs "
+            "its patient"
+        )
     paths = join_image_paths(csv_path.parent, image_path, options.allow_absolute_paths, source)
     image_ids = df["image_id"].str.strip() if "image_id" in df.columns else image_path
     image_ids = image_ids.where(image_ids != "", image_path)
     if image_ids.duplicated().any():
-        raise DataError(f"{csv_path}: image_id {image_ids[image_ids.duplicated()].iloc[0]!r} appears twice; "
-                        "ids must be unique")
+        raise DataError(
+            f"{csv_path}: image_id {image_ids[image_ids.duplicated()].iloc[0]!r} appears twice; "
+            "ids must be unique"
+        )
     splits = split_column(df["split"], source) if "split" in df.columns else ""
     study = df["study_id"].str.strip() if "study_id" in df.columns else patient
     frame = pd.DataFrame(
@@ -116,6 +122,8 @@ class ManifestDataset(DatasetKind):
     def read(self) -> ImageTable:
         root = self.options.root_path(self.where)
         if not root.exists():
-            raise DataError(f"{self.where}.root: {root} does not exist; point it at your manifest CSV or its folder")
+            raise DataError(
+                f"{self.where}.root: {root} does not exist; point it at your manifest CSV or its folder"
+            )
         csv_path = root / "manifest.csv" if root.is_dir() else root
         return read_manifest(csv_path, self.options)

@@ -52,7 +52,9 @@ class MimicOptions(DatasetOptions):
     reports_root: str | None = option(
         None, help="folder holding files/pXX/p<subject>/s<study>.txt or mimic-cxr-reports.zip (default: root)"
     )
-    read_reports: bool = option(True, help="read the report texts (false: faster when only labels are needed)")
+    read_reports: bool = option(
+        True, help="read the report texts (false: faster when only labels are needed)"
+    )
     official_split: bool = option(True, help="use mimic-cxr-2.0.0-split.csv.gz; false: patient-level split")
 
 
@@ -78,7 +80,9 @@ def _official_split(root: Path, meta: pd.DataFrame) -> pd.Series:
     values = split["split"].str.strip().str.lower().replace({"val": "validate", "valid": "validate"})
     bad = ~values.isin(SPLITS)
     if bad.any():
-        raise DataError(f"{path}: unknown split {split['split'][bad].iloc[0]!r}; expected train, validate or test")
+        raise DataError(
+            f"{path}: unknown split {split['split'][bad].iloc[0]!r}; expected train, validate or test"
+        )
     lookup = pd.Series(values.to_numpy(), index=split["dicom_id"].to_numpy())
     lookup = lookup[~lookup.index.duplicated()]
     out = meta["dicom_id"].map(lookup)
@@ -117,8 +121,10 @@ def _reports_from_zip(archive: Path, studies: pd.DataFrame) -> list[str]:
                 for key in zip(studies["subject_id"], studies["study_id"])
             ]
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"mimic_cxr: cannot read the reports archive {archive} ({exc}); download "
-                        "mimic-cxr-reports.zip again or point `reports_root` at the unpacked folder") from None
+        raise DataError(
+            f"mimic_cxr: cannot read the reports archive {archive} ({exc}); download "
+            "mimic-cxr-reports.zip again or point `reports_root` at the unpacked folder"
+        ) from None
 
 
 def _read_text(path: str) -> str:
@@ -149,8 +155,10 @@ def read_reports(root: Path, reports_root: str | None, studies: pd.DataFrame) ->
     """Report text per row of ``studies`` (subject_id, study_id); ``""`` where absent."""
     where = Path(reports_root).expanduser() if reports_root else root
     if reports_root and not where.exists():
-        raise DataError(f"mimic_cxr: reports_root {where} does not exist; point it at the unpacked MIMIC-CXR "
-                        "reports (the folder holding files/) or at mimic-cxr-reports.zip")
+        raise DataError(
+            f"mimic_cxr: reports_root {where} does not exist; point it at the unpacked MIMIC-CXR "
+            "reports (the folder holding files/) or at mimic-cxr-reports.zip"
+        )
     if where.is_file():
         texts = _reports_from_zip(where, studies)
     else:
@@ -158,8 +166,10 @@ def read_reports(root: Path, reports_root: str | None, studies: pd.DataFrame) ->
         if not any(texts) and (where / "mimic-cxr-reports.zip").is_file():
             texts = _reports_from_zip(where / "mimic-cxr-reports.zip", studies)
     if not any(texts):
-        message = (f"mimic_cxr: no report found under {where} (expected files/pXX/p<subject>/s<study>.txt or "
-                   "mimic-cxr-reports.zip)")
+        message = (
+            f"mimic_cxr: no report found under {where} (expected files/pXX/p<subject>/s<study>.txt or "
+            "mimic-cxr-reports.zip)"
+        )
         if reports_root:
             raise DataError(message + "; check `reports_root`")
         log.warning("%s; set `reports_root` to use reports (training text will be empty)", message)
@@ -175,26 +185,41 @@ class MimicCxrDataset(DatasetKind):
         o = self.options
         root = dataset_folder(o, self.where, "the MIMIC-CXR-JPG folder (holding files/ and the tables)")
         meta_path = _table(root, "metadata")
-        meta = _read_ids(meta_path, "MIMIC-CXR-JPG metadata table", ("dicom_id", "subject_id", "study_id",
-                                                                      "ViewPosition"))
+        meta = _read_ids(
+            meta_path, "MIMIC-CXR-JPG metadata table", ("dicom_id", "subject_id", "study_id", "ViewPosition")
+        )
         meta = meta.drop_duplicates("dicom_id").reset_index(drop=True)
         labels, names = _labels(root, o.labeler, meta)
         split = _official_split(root, meta) if o.official_split else ""
 
         sub, study = meta["subject_id"], meta["study_id"]
         base = str(root.absolute() / "files")
-        frame = pd.DataFrame({
-            "image_id": meta["dicom_id"],
-            "path": base + "/p" + sub.str[:2] + "/p" + sub + "/s" + study + "/" + meta["dicom_id"] + ".jpg",
-            "patient_id": sub,
-            "study_id": study,
-            "view": normalise_views(meta["ViewPosition"]).to_numpy(),
-            "split": split,
-            "report": "",
-        })
+        frame = pd.DataFrame(
+            {
+                "image_id": meta["dicom_id"],
+                "path": base
+                + "/p"
+                + sub.str[:2]
+                + "/p"
+                + sub
+                + "/s"
+                + study
+                + "/"
+                + meta["dicom_id"]
+                + ".jpg",
+                "patient_id": sub,
+                "study_id": study,
+                "view": normalise_views(meta["ViewPosition"]).to_numpy(),
+                "split": split,
+                "report": "",
+            }
+        )
         if o.read_reports:
             studies = meta[list(_IDS)].drop_duplicates().reset_index(drop=True)
-            texts = pd.Series(read_reports(root, o.reports_root, studies),
-                              index=pd.MultiIndex.from_frame(studies), dtype=object)
+            texts = pd.Series(
+                read_reports(root, o.reports_root, studies),
+                index=pd.MultiIndex.from_frame(studies),
+                dtype=object,
+            )
             frame["report"] = texts.reindex(pd.MultiIndex.from_frame(meta[list(_IDS)])).to_numpy()
         return ImageTable(frame=frame, labels=labels, label_names=names, kind="mimic_cxr", root=root)

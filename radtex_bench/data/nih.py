@@ -91,11 +91,19 @@ def image_folders(root: Path) -> dict[str, str]:
 
 def labels_from_lists(findings: pd.Series, source: str) -> tuple[np.ndarray, list[str]]:
     """Pipe-separated positives -> 1, every other NIH label 0."""
-    dummies = findings.fillna("").astype(str).str.replace(r"\s*\|\s*", "|", regex=True).str.strip().str.get_dummies("|")
+    dummies = (
+        findings.fillna("")
+        .astype(str)
+        .str.replace(r"\s*\|\s*", "|", regex=True)
+        .str.strip()
+        .str.get_dummies("|")
+    )
     unknown = [c for c in dummies.columns if c not in NIH_LABELS]
     if unknown:
-        raise DataError(f"{source}: unknown NIH finding(s) {', '.join(map(repr, unknown))} in 'Finding Labels'; "
-                        f"NIH's labels are {', '.join(NIH_LABELS)}")
+        raise DataError(
+            f"{source}: unknown NIH finding(s) {', '.join(map(repr, unknown))} in 'Finding Labels'; "
+            f"NIH's labels are {', '.join(NIH_LABELS)}"
+        )
     dummies = dummies.reindex(columns=list(NIH_LABELS), fill_value=0)
     return dummies.to_numpy(dtype=np.float32), list(NIH_LABELS.values())
 
@@ -111,15 +119,19 @@ def official_split(root: Path, names: pd.Series) -> np.ndarray | None:
         return None
     if len(present) == 1:
         missing = next(n for n in lists if n not in present)
-        raise DataError(f"nih: {lists[present[0]]} is there but {missing} is not; add it, or remove both "
-                        "(or set `official_split: false`) for a patient-level split")
+        raise DataError(
+            f"nih: {lists[present[0]]} is there but {missing} is not; add it, or remove both "
+            "(or set `official_split: false`) for a patient-level split"
+        )
     train_val, test = _read_list(lists["train_val_list.txt"]), _read_list(lists["test_list.txt"])
     split = np.where(names.isin(test), "test", np.where(names.isin(train_val), "train", "")).astype(object)
     if (split == "").any():
         first = names[split == ""].iloc[0]
-        raise DataError(f"nih: {int((split == '').sum())} images (first: {first}) are in neither "
-                        f"train_val_list.txt nor test_list.txt in {root}; use the lists of the same release, "
-                        "or set `official_split: false`")
+        raise DataError(
+            f"nih: {int((split == '').sum())} images (first: {first}) are in neither "
+            f"train_val_list.txt nor test_list.txt in {root}; use the lists of the same release, "
+            "or set `official_split: false`"
+        )
     return split
 
 
@@ -130,10 +142,14 @@ class NihDataset(DatasetKind):
 
     def read(self) -> ImageTable:
         o = self.options
-        root = dataset_folder(o, self.where, "the ChestX-ray14 folder (holding Data_Entry_2017*.csv, images*/)")
+        root = dataset_folder(
+            o, self.where, "the ChestX-ray14 folder (holding Data_Entry_2017*.csv, images*/)"
+        )
         csv_path = first_existing(root, ["Data_Entry_2017*.csv", "Data_Entry*.csv"])
         if csv_path is None:
-            raise DataError(f"nih: no Data_Entry_2017*.csv in {root}; point `root` at the ChestX-ray14 folder")
+            raise DataError(
+                f"nih: no Data_Entry_2017*.csv in {root}; point `root` at the ChestX-ray14 folder"
+            )
         df = read_table(csv_path, "NIH Data_Entry table", dtype=str, keep_default_na=False)
         require_columns(df, _COLUMNS, csv_path, "NIH Data_Entry table")
         df = df.drop_duplicates("Image Index").reset_index(drop=True)
@@ -141,15 +157,17 @@ class NihDataset(DatasetKind):
         folders = names.map(image_folders(root)).fillna(str(root.absolute() / "images"))
         labels, label_names = labels_from_lists(df["Finding Labels"], str(csv_path))
         split = official_split(root, names) if o.official_split else None
-        frame = pd.DataFrame({
-            "image_id": names,
-            "path": folders + "/" + names,
-            "patient_id": df["Patient ID"].str.strip(),
-            "study_id": names.str.replace(r"\.png$", "", regex=True),
-            "view": normalise_views(df["View Position"]).to_numpy(),
-            "split": "" if split is None else split,
-            "report": "",
-        })
+        frame = pd.DataFrame(
+            {
+                "image_id": names,
+                "path": folders + "/" + names,
+                "patient_id": df["Patient ID"].str.strip(),
+                "study_id": names.str.replace(r"\.png$", "", regex=True),
+                "view": normalise_views(df["View Position"]).to_numpy(),
+                "split": "" if split is None else split,
+                "report": "",
+            }
+        )
         if split is not None:
             train = np.flatnonzero(split == "train")
             fraction = o.split_fractions[1] / (o.split_fractions[0] + o.split_fractions[1])

@@ -79,8 +79,22 @@ MESH_QUALIFIED = {
     ("thickening", "pleura"): "Pleural Other",
 }
 #: Qualifiers that put an opacity / density / nodule / mass outside the lung.
-NOT_LUNG = {"ribs", "thoracic vertebrae", "spine", "bone and bones", "humerus", "clavicle", "shoulder",
-            "breast", "abdomen", "mediastinum", "heart", "thorax", "soft tissue", "lymph nodes"}
+NOT_LUNG = {
+    "ribs",
+    "thoracic vertebrae",
+    "spine",
+    "bone and bones",
+    "humerus",
+    "clavicle",
+    "shoulder",
+    "breast",
+    "abdomen",
+    "mediastinum",
+    "heart",
+    "thorax",
+    "soft tissue",
+    "lymph nodes",
+}
 _LUNG_ONLY = {"Lung Opacity", "Lung Lesion"}
 #: Terms that say nothing about the image's findings.
 NO_INFORMATION = {"no indexing", "technical quality of image unsatisfactory"}
@@ -94,7 +108,8 @@ class OpeniOptions(DatasetOptions):
         "missing", help="labels an abnormal report's MeSH terms do not mention: missing or negative"
     )
     metadata: str | None = option(
-        None, help="per-image metadata CSV with imageid + View Position (default: ROOT/nlmcxr_dicom_metadata.csv*)"
+        None,
+        help="per-image metadata CSV with imageid + View Position (default: ROOT/nlmcxr_dicom_metadata.csv*)",
     )
 
 
@@ -117,7 +132,8 @@ def mesh_labels(terms: list[str]) -> dict[str, float] | None:
             normal = True
             continue
         label = MESH_TERMS.get(head) or next(
-            (MESH_QUALIFIED[(head, q)] for q in parts[1:] if (head, q) in MESH_QUALIFIED), None)
+            (MESH_QUALIFIED[(head, q)] for q in parts[1:] if (head, q) in MESH_QUALIFIED), None
+        )
         if label in _LUNG_ONLY and qualifiers & NOT_LUNG:
             label = None
         if label:
@@ -159,8 +175,10 @@ def _xml_documents(root: Path) -> Iterator[tuple[str, bytes]]:
         return
     archive = root / "NLMCXR_reports.tgz"
     if not archive.is_file():
-        raise DataError(f"openi: neither {folder} nor {archive} exists; download NLMCXR_reports.tgz from "
-                        "OpenI into `root` (unpacked or not)")
+        raise DataError(
+            f"openi: neither {folder} nor {archive} exists; download NLMCXR_reports.tgz from "
+            "OpenI into `root` (unpacked or not)"
+        )
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
@@ -171,11 +189,16 @@ def _xml_documents(root: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def _metadata_views(root: Path, option_path: str | None, image_ids: pd.Series) -> np.ndarray:
-    path = Path(option_path).expanduser() if option_path else first_existing(
-        root, ["nlmcxr_dicom_metadata.csv.gz", "nlmcxr_dicom_metadata.csv"])
+    path = (
+        Path(option_path).expanduser()
+        if option_path
+        else first_existing(root, ["nlmcxr_dicom_metadata.csv.gz", "nlmcxr_dicom_metadata.csv"])
+    )
     if path is None:
         return np.full(len(image_ids), "", dtype=object)
-    meta = read_table(path, "OpenI image metadata", dtype=str, usecols=lambda c: c in ("imageid", "View Position"))
+    meta = read_table(
+        path, "OpenI image metadata", dtype=str, usecols=lambda c: c in ("imageid", "View Position")
+    )
     require_columns(meta, ("imageid", "View Position"), path, "OpenI image metadata")
     views = pd.Series(normalise_views(meta["View Position"]).to_numpy(), index=meta["imageid"].to_numpy())
     views = views[~views.index.duplicated()]
@@ -197,7 +220,9 @@ class OpeniDataset(DatasetKind):
             try:
                 report_id, text, terms, images = parse_report(xml)
             except ET.ParseError as exc:
-                raise DataError(f"openi: {source} is not valid XML ({exc}); download the reports again") from None
+                raise DataError(
+                    f"openi: {source} is not valid XML ({exc}); download the reports again"
+                ) from None
             report_id = report_id or re.sub(r"\.xml$", "", Path(source).name)
             labels = mesh_labels(terms)
             for image_id in images:

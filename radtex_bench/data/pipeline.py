@@ -145,10 +145,16 @@ class ViewAugment:
         cx, cy, sx, sy, angle, flip = params[:, :6].unbind(1)  # [B] each
         cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)
         # Output coordinates u -> rotated and flipped v = R F u -> source x = centre + diag(sx, sy) v.
-        rotate = torch.stack([torch.stack([cos * flip, -sin, zero], -1),
-                              torch.stack([sin * flip, cos, zero], -1)], 1)  # [B, 2, 3]
-        theta = torch.stack([torch.stack([sx * cos * flip, -sx * sin, cx], -1),
-                             torch.stack([sy * sin * flip, sy * cos, cy], -1)], 1)  # [B, 2, 3]
+        rotate = torch.stack(
+            [torch.stack([cos * flip, -sin, zero], -1), torch.stack([sin * flip, cos, zero], -1)], 1
+        )  # [B, 2, 3]
+        theta = torch.stack(
+            [
+                torch.stack([sx * cos * flip, -sx * sin, cx], -1),
+                torch.stack([sy * sin * flip, sy * cos, cy], -1),
+            ],
+            1,
+        )  # [B, 2, 3]
         shape = [b, 1, self.size, self.size]
         grid = F.affine_grid(theta, shape, align_corners=False)  # [B, S, S, 2]
         # border: a crop touching the image edge samples half a pixel beyond it, which must not darken
@@ -168,7 +174,9 @@ class ViewAugment:
         kernel = torch.exp(-0.5 * (offsets[None] / safe) ** 2)  # [B, k]
         identity = (offsets == 0).float()[None].expand(b, k)
         kernel = torch.where((sigma > 0)[:, None], kernel / kernel.sum(1, keepdim=True), identity)
-        y = F.pad(x.view(1, b, h, w), (k // 2, k // 2, k // 2, k // 2), mode="reflect")  # [1, B, H+k-1, W+k-1]
+        y = F.pad(
+            x.view(1, b, h, w), (k // 2, k // 2, k // 2, k // 2), mode="reflect"
+        )  # [1, B, H+k-1, W+k-1]
         y = F.conv2d(y, kernel.view(b, 1, 1, k), groups=b)  # horizontal
         y = F.conv2d(y, kernel.view(b, 1, k, 1), groups=b)  # vertical
         return y.view(b, 1, h, w)
@@ -183,9 +191,17 @@ class RadiographDataset(Dataset):
     the trainer makes the views on its device.
     """
 
-    def __init__(self, source: PixelSource, needs: Sequence[str] = ("image",), reports: Sequence[str] | None = None,
-                 labels: np.ndarray | None = None, view_transform: Callable | None = None, n_views: int = 2,
-                 seed: int = 0, view_augment: ViewAugment | None = None):
+    def __init__(
+        self,
+        source: PixelSource,
+        needs: Sequence[str] = ("image",),
+        reports: Sequence[str] | None = None,
+        labels: np.ndarray | None = None,
+        view_transform: Callable | None = None,
+        n_views: int = 2,
+        seed: int = 0,
+        view_augment: ViewAugment | None = None,
+    ):
         self.source = source
         self.view_augment = view_augment
         self.needs = set(needs)
@@ -202,7 +218,9 @@ class RadiographDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        pixels = torch.from_numpy(np.require(self.source(index), np.uint8, ["C", "W"]))[None]  # [1, S, S] uint8
+        pixels = torch.from_numpy(np.require(self.source(index), np.uint8, ["C", "W"]))[
+            None
+        ]  # [1, S, S] uint8
         item: dict[str, Any] = {"index": index}
         if "image" in self.needs or "views" not in self.needs or self.view_augment is not None:
             item["image"] = pixels
@@ -267,7 +285,11 @@ class EpochBatchSampler(Sampler):
         return self.n // (self.batch_size * self.world_size)  # drop_last: every step sees full batches
 
     def _stop(self) -> int:
-        return self.batches_per_epoch if self.stop_batch is None else min(self.stop_batch, self.batches_per_epoch)
+        return (
+            self.batches_per_epoch
+            if self.stop_batch is None
+            else min(self.stop_batch, self.batches_per_epoch)
+        )
 
     def __len__(self) -> int:
         return max(0, self._stop() - self.start_batch)
@@ -300,8 +322,9 @@ def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return scale.view(1, 3, 1, 1).to(device), shift.view(1, 3, 1, 1).to(device)
 
 
-def to_model_input(pixels: torch.Tensor, device: torch.device | str | None = None,
-                   channels_last: bool = False) -> torch.Tensor:
+def to_model_input(
+    pixels: torch.Tensor, device: torch.device | str | None = None, channels_last: bool = False
+) -> torch.Tensor:
     """uint8 ``[B, 1, S, S]`` -> float ``[B, 3, S, S]`` normalised with ImageNet statistics."""
     x = pixels.to(device, non_blocking=True) if device is not None else pixels
     scale, shift = _normalisation(x.device)

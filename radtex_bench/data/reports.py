@@ -21,13 +21,35 @@ import re
 
 _FINDINGS = ("FINDINGS", "FINDING")
 _IMPRESSION = ("IMPRESSION", "IMPRESSIONS", "CONCLUSION", "CONCLUSIONS")
-_COMBINED = ("FINDINGS AND IMPRESSION", "FINDINGS AND IMPRESSIONS", "FINDINGS/IMPRESSION",
-             "IMPRESSION AND FINDINGS")
+_COMBINED = (
+    "FINDINGS AND IMPRESSION",
+    "FINDINGS AND IMPRESSIONS",
+    "FINDINGS/IMPRESSION",
+    "IMPRESSION AND FINDINGS",
+)
 #: Sections about the request and the exam, not the image: never training text unless ``full``.
-_ADMIN = ("EXAMINATION", "EXAM", "TYPE OF EXAMINATION", "INDICATION", "INDICATIONS", "CLINICAL INDICATION",
-          "HISTORY", "CLINICAL HISTORY", "CLINICAL INFORMATION", "REASON FOR EXAM", "REASON FOR EXAMINATION",
-          "TECHNIQUE", "COMPARISON", "COMPARISONS", "WET READ", "NOTIFICATION", "PROCEDURE",
-          "RECOMMENDATION", "RECOMMENDATIONS", "ADDENDUM")
+_ADMIN = (
+    "EXAMINATION",
+    "EXAM",
+    "TYPE OF EXAMINATION",
+    "INDICATION",
+    "INDICATIONS",
+    "CLINICAL INDICATION",
+    "HISTORY",
+    "CLINICAL HISTORY",
+    "CLINICAL INFORMATION",
+    "REASON FOR EXAM",
+    "REASON FOR EXAMINATION",
+    "TECHNIQUE",
+    "COMPARISON",
+    "COMPARISONS",
+    "WET READ",
+    "NOTIFICATION",
+    "PROCEDURE",
+    "RECOMMENDATION",
+    "RECOMMENDATIONS",
+    "ADDENDUM",
+)
 _KNOWN = sorted(_FINDINGS + _IMPRESSION + _COMBINED + _ADMIN, key=len, reverse=True)
 _KNOWN_RE = "|".join(re.escape(k).replace(r"\ ", r"[ \t]+") for k in _KNOWN)
 #: A header is an upper-case name at the start of a line followed by ``:`` (known names in any case
@@ -138,5 +160,7 @@ def _extract(text: str, section: str, drop_prior: bool) -> str:
     if not (findings or combined or impression):
         return clean(_body_without_admin(parts) or text)
     findings, impression = clean(findings or combined), clean(impression)
-    pieces = ([f"FINDINGS: {findings}"] if findings else []) + ([f"IMPRESSION: {impression}"] if impression else [])
+    pieces = ([f"FINDINGS: {findings}"] if findings else []) + (
+        [f"IMPRESSION: {impression}"] if impression else []
+    )
     return " ".join(pieces)

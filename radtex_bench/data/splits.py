@@ -48,8 +48,16 @@ def check_patient_disjoint(patient_ids: np.ndarray, splits: np.ndarray, source: 
 
 def normalise_split(value: str) -> str:
     v = str(value).strip().lower()
-    aliases = {"val": "validate", "valid": "validate", "validation": "validate", "dev": "validate",
-               "training": "train", "testing": "test", "nan": "", "none": ""}
+    aliases = {
+        "val": "validate",
+        "valid": "validate",
+        "validation": "validate",
+        "dev": "validate",
+        "training": "train",
+        "testing": "test",
+        "nan": "",
+        "none": "",
+    }
     v = aliases.get(v, v)
     if v and v not in SPLITS:
         raise ValueError(v)

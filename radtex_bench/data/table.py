@@ -47,7 +47,9 @@ class ImageTable:
         self.frame = self.frame.loc[:, list(COLUMNS)].reset_index(drop=True)
         for column in COLUMNS:
             self.frame[column] = self.frame[column].fillna("").astype(str)
-        self.labels = np.asarray(self.labels, dtype=np.float32).reshape(len(self.frame), len(self.label_names))
+        self.labels = np.asarray(self.labels, dtype=np.float32).reshape(
+            len(self.frame), len(self.label_names)
+        )
 
     def __len__(self) -> int:
         return len(self.frame)

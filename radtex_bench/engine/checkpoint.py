@@ -69,5 +69,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             "corrupt or incomplete; delete it to restart that objective"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise UserError(f"{path} is not a radtex-bench checkpoint of format {FORMAT_VERSION}; delete it to restart")
+        raise UserError(
+            f"{path} is not a radtex-bench checkpoint of format {FORMAT_VERSION}; delete it to restart"
+        )
     return state

@@ -36,7 +36,9 @@ def param_groups(model: nn.Module, encoder: nn.Module, cfg: TrainConfig) -> list
     return groups
 
 
-def build_optimizer(model: nn.Module, encoder: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, encoder: nn.Module, cfg: TrainConfig, fused: bool = False
+) -> torch.optim.Optimizer:
     kwargs = {"fused": True} if fused else {}
     return torch.optim.AdamW(param_groups(model, encoder, cfg), betas=(0.9, 0.98), eps=1e-6, **kwargs)
 

@@ -42,13 +42,16 @@ def use_device_views(objective: Objective, device: torch.device, choice: bool | 
     return available and (device.type == "cuda" if choice is None else choice)
 
 
-def build_objective(recipe: Recipe, spec: ObjectiveSpec, train_table: ImageTable, out_dir: Path,
-                    dist: DistInfo) -> Objective:
+def build_objective(
+    recipe: Recipe, spec: ObjectiveSpec, train_table: ImageTable, out_dir: Path, dist: DistInfo
+) -> Objective:
     """The objective of ``spec`` around the recipe's initial encoder, after its data-dependent ``setup``."""
     cls = OBJECTIVES.get(spec.name)
     unknown = set(cls.needs) - BATCH_KEYS
     if unknown:
-        raise UserError(f"objective '{spec.name}' declares needs {sorted(unknown)}; allowed: {sorted(BATCH_KEYS)}")
+        raise UserError(
+            f"objective '{spec.name}' declares needs {sorted(unknown)}; allowed: {sorted(BATCH_KEYS)}"
+        )
     encoder = initial_encoder(recipe)
     seed = derive_seed(recipe.seed, "objective", spec.label)
     torch.manual_seed(seed)
@@ -59,43 +62,81 @@ def build_objective(recipe: Recipe, spec: ObjectiveSpec, train_table: ImageTable
     pathologies = list(recipe.data.pathologies)
     reports = train_table.frame["report"].tolist()
     if "report" in cls.needs and not any(r.strip() for r in reports):
-        raise UserError(f"objective '{spec.label}' needs reports, but the pretraining split has none; "
-                        "use a dataset with reports or drop this objective")
-    context = SetupContext(reports=reports, labels=train_table.label_matrix(pathologies, recipe.data.uncertain),
-                           pathologies=pathologies, out_dir=out_dir, image_size=recipe.encoder.image_size,
-                           seed=seed, rank=dist.rank, world_size=dist.world_size, barrier=dist.barrier)
+        raise UserError(
+            f"objective '{spec.label}' needs reports, but the pretraining split has none; "
+            "use a dataset with reports or drop this objective"
+        )
+    context = SetupContext(
+        reports=reports,
+        labels=train_table.label_matrix(pathologies, recipe.data.uncertain),
+        pathologies=pathologies,
+        out_dir=out_dir,
+        image_size=recipe.encoder.image_size,
+        seed=seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        barrier=dist.barrier,
+    )
     objective.setup(context)
     return objective
 
 
-def build_dataset(recipe: Recipe, spec: ObjectiveSpec, objective: Objective, train_table: ImageTable,
-                  device_views: bool = False) -> RadiographDataset:
+def build_dataset(
+    recipe: Recipe,
+    spec: ObjectiveSpec,
+    objective: Objective,
+    train_table: ImageTable,
+    device_views: bool = False,
+) -> RadiographDataset:
     """Pretraining items for ``objective``; with ``device_views`` the workers only draw view parameters."""
     size = recipe.encoder.image_size
     return RadiographDataset(
         PixelSource(train_table, size, recipe.data.pretrain.options.cache),
-        needs=sorted(objective.needs), reports=train_table.frame["report"].tolist(),
+        needs=sorted(objective.needs),
+        reports=train_table.frame["report"].tolist(),
         labels=train_table.label_matrix(list(recipe.data.pathologies), recipe.data.uncertain),
-        view_transform=None if device_views else objective.view_transform(size), n_views=objective.n_views,
+        view_transform=None if device_views else objective.view_transform(size),
+        n_views=objective.n_views,
         seed=derive_seed(recipe.seed, "objective", spec.label),
         view_augment=objective.batch_view_transform(size) if device_views else None,
     )
 
 
-def build_trainer(recipe: Recipe, spec: ObjectiveSpec, objective: Objective, train_table: ImageTable,
-                  out_dir: Path, device: torch.device, dist: DistInfo, workers: int | None = None,
-                  device_views: bool | None = None, step_hook: StepHook | None = None) -> Trainer:
+def build_trainer(
+    recipe: Recipe,
+    spec: ObjectiveSpec,
+    objective: Objective,
+    train_table: ImageTable,
+    out_dir: Path,
+    device: torch.device,
+    dist: DistInfo,
+    workers: int | None = None,
+    device_views: bool | None = None,
+    step_hook: StepHook | None = None,
+) -> Trainer:
     """A :class:`Trainer` for ``objective`` on the pretraining split (benchmarks build one directly)."""
-    dataset = build_dataset(recipe, spec, objective, train_table, use_device_views(objective, device, device_views))
+    dataset = build_dataset(
+        recipe, spec, objective, train_table, use_device_views(objective, device, device_views)
+    )
     if workers is None:
         workers = recipe.data.workers if recipe.data.workers is not None else default_workers(device)
     seed = derive_seed(recipe.seed, "objective", spec.label)
-    return Trainer(objective, dataset, spec.train, out_dir, device, dist, seed, workers, spec.label, step_hook)
+    return Trainer(
+        objective, dataset, spec.train, out_dir, device, dist, seed, workers, spec.label, step_hook
+    )
 
 
-def pretrain_objective(recipe: Recipe, spec: ObjectiveSpec, train_table: ImageTable, out_dir: Path,
-                       device: torch.device, dist: DistInfo, resume: bool = False,
-                       workers: int | None = None, device_views: bool | None = None) -> Path:
+def pretrain_objective(
+    recipe: Recipe,
+    spec: ObjectiveSpec,
+    train_table: ImageTable,
+    out_dir: Path,
+    device: torch.device,
+    dist: DistInfo,
+    resume: bool = False,
+    workers: int | None = None,
+    device_views: bool | None = None,
+) -> Path:
     """Train ``spec`` on ``train_table`` (the pretraining split) and write ``encoder.safetensors``.
 
     ``device_views``: None = batched view augmentation on the GPU when training there (see
@@ -113,7 +154,9 @@ def pretrain_objective(recipe: Recipe, spec: ObjectiveSpec, train_table: ImageTa
     objective = build_objective(recipe, spec, train_table, out_dir, dist)
     steps = spec.train.max_steps if spec.train.max_steps is not None else spec.train.epochs
     if objective.pretrains and steps:
-        trainer = build_trainer(recipe, spec, objective, train_table, out_dir, device, dist, workers, device_views)
+        trainer = build_trainer(
+            recipe, spec, objective, train_table, out_dir, device, dist, workers, device_views
+        )
         trainer.fit(resume=resume)
 
     if dist.is_main:

@@ -119,9 +119,19 @@ class _StopSignal:
 class Trainer:
     """Trains ``objective`` on ``dataset`` for ``cfg`` and keeps ``out_dir/last.ckpt`` resumable."""
 
-    def __init__(self, objective: nn.Module, dataset: RadiographDataset, cfg: TrainConfig, out_dir: Path,
-                 device: torch.device, dist: DistInfo, seed: int, workers: int, label: str,
-                 step_hook: StepHook | None = None):
+    def __init__(
+        self,
+        objective: nn.Module,
+        dataset: RadiographDataset,
+        cfg: TrainConfig,
+        out_dir: Path,
+        device: torch.device,
+        dist: DistInfo,
+        seed: int,
+        workers: int,
+        label: str,
+        step_hook: StepHook | None = None,
+    ):
         self.objective = objective
         self.dataset = dataset
         self.cfg = cfg
@@ -141,15 +151,18 @@ class Trainer:
 
         self.model = self._wrap(objective)
         self.optimizer = build_optimizer(objective, objective.encoder, cfg, fused=device.type == "cuda")
-        self.sampler = EpochBatchSampler(len(dataset), cfg.batch_size, seed, rank=dist.rank,
-                                         world_size=dist.world_size)
+        self.sampler = EpochBatchSampler(
+            len(dataset), cfg.batch_size, seed, rank=dist.rank, world_size=dist.world_size
+        )
         self.steps_per_epoch = self.sampler.batches_per_epoch // cfg.grad_accum
         if self.steps_per_epoch == 0:
             raise UserError(
                 f"objective '{label}': one epoch has {self.sampler.batches_per_epoch} batches, fewer than "
                 f"train.grad_accum={cfg.grad_accum}; lower grad_accum or batch_size"
             )
-        self.batches_per_epoch = self.steps_per_epoch * cfg.grad_accum  # leftovers short of a step are dropped
+        self.batches_per_epoch = (
+            self.steps_per_epoch * cfg.grad_accum
+        )  # leftovers short of a step are dropped
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype is torch.float16)
@@ -170,7 +183,8 @@ class Trainer:
 
             # Buffers (BatchNorm statistics) stay per rank while training and are aligned at the end.
             model = DistributedDataParallel(
-                objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                objective,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False,
             )
         if self.cfg.compile:
@@ -210,8 +224,13 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         rngs = state.get("rng_per_rank") or [state["rng"]]
         if len(rngs) != self.dist.world_size:
-            log.warning("%s: checkpoint written by %d process(es), resumed with %d: random streams restart, so "
-                        "the continuation is not bit-identical", self.label, len(rngs), self.dist.world_size)
+            log.warning(
+                "%s: checkpoint written by %d process(es), resumed with %d: random streams restart, so "
+                "the continuation is not bit-identical",
+                self.label,
+                len(rngs),
+                self.dist.world_size,
+            )
             set_rng_state(rngs[0])
             self._seed_rank()
         else:
@@ -220,8 +239,14 @@ class Trainer:
         if self.dist.is_main:  # drop metrics logged after the checkpoint: they will be logged again
             kept = [m for m in read_jsonl(self.metrics_path) if m.get("step", 0) <= self.pos.step]
             write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept))
-        log.info("%s: resumed from %s at step %d (epoch %d, batch %d)", self.label, self.ckpt_path,
-                 self.pos.step, self.pos.epoch, self.pos.batch)
+        log.info(
+            "%s: resumed from %s at step %d (epoch %d, batch %d)",
+            self.label,
+            self.ckpt_path,
+            self.pos.step,
+            self.pos.epoch,
+            self.pos.batch,
+        )
         return True
 
     def _seed_rank(self) -> None:
@@ -264,19 +289,24 @@ class Trainer:
         """The batched augmentation on the training device: uint8 ``[B, 1, S, S]`` -> float views."""
         pixels = pixels.to(self.device, non_blocking=True)  # [B, 1, S, S] uint8
         params = params.to(self.device, non_blocking=True)  # [B, V, N_PARAMS]
-        return [to_model_input(self.view_augment(pixels, params[:, v]), None, self.channels_last)
-                for v in range(params.shape[1])]
+        return [
+            to_model_input(self.view_augment(pixels, params[:, v]), None, self.channels_last)
+            for v in range(params.shape[1])
+        ]
 
     def _forward_backward(self, batch: dict[str, Any], sync: bool) -> dict[str, torch.Tensor]:
         skip_sync = self.dist.enabled and not sync and hasattr(self.model, "no_sync")
         with self.model.no_sync() if skip_sync else contextlib.nullcontext():
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
                 out = self.model(batch)
             loss = out["loss"]
             if loss.ndim != 0:
-                raise UserError(f"objective '{self.label}' returned a loss of shape {tuple(loss.shape)}; "
-                                "forward() must return a scalar under 'loss'")
+                raise UserError(
+                    f"objective '{self.label}' returned a loss of shape {tuple(loss.shape)}; "
+                    "forward() must return a scalar under 'loss'"
+                )
             self.scaler.scale(loss / self.cfg.grad_accum).backward()
         return out
 
@@ -318,13 +348,21 @@ class Trainer:
         if self.pos.step >= self.total_steps:
             return
         self.objective.train()
-        log.info("%s: training %d steps (%d per epoch) on %s, batch %d x %d process(es), precision %s",
-                 self.label, self.total_steps, self.steps_per_epoch, self.device, self.cfg.batch_size,
-                 self.dist.world_size, self.amp_dtype or "fp32")
+        log.info(
+            "%s: training %d steps (%d per epoch) on %s, batch %d x %d process(es), precision %s",
+            self.label,
+            self.total_steps,
+            self.steps_per_epoch,
+            self.device,
+            self.cfg.batch_size,
+            self.dist.world_size,
+            self.amp_dtype or "fp32",
+        )
         self.window = _Window()
         with progress(self.dist.is_main) as bar, _StopSignal() as stop:
-            task = bar.add_task(f"pretrain {self.label}", total=self.total_steps, completed=self.pos.step,
-                                info="")
+            task = bar.add_task(
+                f"pretrain {self.label}", total=self.total_steps, completed=self.pos.step, info=""
+            )
             loader = self._loader()
             while self.pos.step < self.total_steps:
                 self.sampler.epoch, self.sampler.start_batch = self.pos.epoch, self.pos.batch
@@ -348,8 +386,14 @@ class Trainer:
         every = self.cfg.checkpoint_every
         checkpoint_step = done or bool(every and self.pos.step % every == 0)
         # One process checks its flag every step; ranks agree only where they synchronise anyway.
-        stopping = stop.raised is not None if not self.dist.enabled else (
-            (logging_step or checkpoint_step) and any_rank(stop.raised is not None, self.dist, self.device))
+        stopping = (
+            stop.raised is not None
+            if not self.dist.enabled
+            else (
+                (logging_step or checkpoint_step)
+                and any_rank(stop.raised is not None, self.dist, self.device)
+            )
+        )
         if checkpoint_step or stopping:
             self.save()
         if stopping:
@@ -360,8 +404,10 @@ class Trainer:
         window = self.window
         elapsed = time.perf_counter() - window.start
         keys = list(window.parts)
-        means = torch.stack([torch.stack(window.losses).float().mean()]
-                            + [torch.stack(window.parts[k]).float().mean() for k in keys])
+        means = torch.stack(
+            [torch.stack(window.losses).float().mean()]
+            + [torch.stack(window.parts[k]).float().mean() for k in keys]
+        )
         values = all_mean(means, self.dist).tolist()  # the one host sync of the window
         loss = values[0]
         if not math.isfinite(loss):

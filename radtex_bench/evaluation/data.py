@@ -40,8 +40,9 @@ def build_eval_data(recipe: Recipe, table: ImageTable, where: str) -> EvalData:
     if absent:
         key = "evaluation.pathologies" if recipe.evaluation.pathologies else "data.pathologies"
         raise ConfigError(
-            key, f"{', '.join(absent)} not labelled in the evaluation dataset ({where}); it has: "
-                 f"{', '.join(table.label_names) or 'no label columns'}"
+            key,
+            f"{', '.join(absent)} not labelled in the evaluation dataset ({where}); it has: "
+            f"{', '.join(table.label_names) or 'no label columns'}",
         )
     labels = table.label_matrix(pathologies, recipe.data.uncertain)
     split = table.frame["split"].to_numpy()
@@ -50,8 +51,10 @@ def build_eval_data(recipe: Recipe, table: ImageTable, where: str) -> EvalData:
     val, test = np.flatnonzero(split == "validate"), np.flatnonzero(split == "test")
     for name, rows in (("validate", val), ("test", test), ("train", pool)):
         if len(rows) == 0:
-            raise DataError(f"{where}: the evaluation set has no labelled '{name}' images; it needs train, "
-                            "validate and test patients (check the split column or split_fractions)")
+            raise DataError(
+                f"{where}: the evaluation set has no labelled '{name}' images; it needs train, "
+                "validate and test patients (check the split column or split_fractions)"
+            )
     for j, name in enumerate(pathologies):
         column = labels[test, j]
         if not (column == 1).any():
@@ -74,7 +77,11 @@ def draw_subsets(recipe: Recipe, data: EvalData) -> dict[int, dict[int, np.ndarr
     """``{seed: {budget: table rows}}``, nested across budgets, by patient, from the training pool."""
     out = {}
     for s in range(recipe.evaluation.seeds):
-        picked = sample_budget_subsets(data.table.patient_ids[data.pool], data.labels[data.pool],
-                                       recipe.evaluation.budgets, derive_seed(recipe.seed, "subset", s))
+        picked = sample_budget_subsets(
+            data.table.patient_ids[data.pool],
+            data.labels[data.pool],
+            recipe.evaluation.budgets,
+            derive_seed(recipe.seed, "subset", s),
+        )
         out[s] = {b: data.pool[rows] for b, rows in picked.items()}
     return out

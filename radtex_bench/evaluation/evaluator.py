@@ -44,8 +44,15 @@ def _subset_hash(rows: np.ndarray) -> str:
 
 
 class Evaluator:
-    def __init__(self, recipe: Recipe, run_dir: Path, data: EvalData, subsets: dict[int, dict[int, np.ndarray]],
-                 device: torch.device, workers: int = 0):
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        data: EvalData,
+        subsets: dict[int, dict[int, np.ndarray]],
+        device: torch.device,
+        workers: int = 0,
+    ):
         self.recipe = recipe
         self.run_dir = Path(run_dir)
         self.data = data
@@ -64,25 +71,46 @@ class Evaluator:
             with np.load(path) as f:
                 if any(str(f[k]) != v for k, v in key.items()):
                     return None
-                return Cell(str(f["objective"]), str(f["protocol"]), int(f["budget"]), int(f["seed"]),
-                            f["aucs"], f["scores"])
+                return Cell(
+                    str(f["objective"]),
+                    str(f["protocol"]),
+                    int(f["budget"]),
+                    int(f["seed"]),
+                    f["aucs"],
+                    f["scores"],
+                )
         except Exception:
             return None
 
     def _save_cell(self, path: Path, cell: Cell, key: dict[str, str]) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, objective=cell.objective, protocol=cell.protocol, budget=cell.budget, seed=cell.seed,
-                         aucs=cell.aucs, scores=cell.scores, **key)
+                np.savez(
+                    f,
+                    objective=cell.objective,
+                    protocol=cell.protocol,
+                    budget=cell.budget,
+                    seed=cell.seed,
+                    aucs=cell.aucs,
+                    scores=cell.scores,
+                    **key,
+                )
 
     def features(self, label: str, encoder_path: Path, weights_hash: str) -> np.ndarray:
         fingerprint = table_fingerprint(self.data.table, self.data.image_size, self.data.cache)
 
         def compute() -> np.ndarray:
             encoder = load_encoder(encoder_path)
-            return extract_features(encoder, self.data.table, self.data.image_size, self.device,
-                                    self.recipe.evaluation.batch_size, self.data.cache, self.workers,
-                                    description=f"features {label}")
+            return extract_features(
+                encoder,
+                self.data.table,
+                self.data.image_size,
+                self.device,
+                self.recipe.evaluation.batch_size,
+                self.data.cache,
+                self.workers,
+                description=f"features {label}",
+            )
 
         return cached_features(self.run_dir / "features" / f"{label}.npz", weights_hash, fingerprint, compute)
 

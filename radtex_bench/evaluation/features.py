@@ -29,14 +29,27 @@ def table_fingerprint(table: ImageTable, image_size: int, cache: str | None) -> 
 
 
 @torch.no_grad()
-def extract_features(encoder: Encoder, table: ImageTable, image_size: int, device: torch.device,
-                     batch_size: int = 128, cache: str | None = None, workers: int = 0,
-                     description: str = "features") -> np.ndarray:
+def extract_features(
+    encoder: Encoder,
+    table: ImageTable,
+    image_size: int,
+    device: torch.device,
+    batch_size: int = 128,
+    cache: str | None = None,
+    workers: int = 0,
+    description: str = "features",
+) -> np.ndarray:
     """Pooled encoder features ``[N, D]`` (float32) of every image of ``table``, in table order."""
     encoder = encoder.to(device).eval()
     dataset = RadiographDataset(PixelSource(table, image_size, cache), needs=["image"])
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
     out = np.empty((len(table), encoder.out_dim), dtype=np.float32)
     amp = device.type == "cuda"
     with progress() as bar:

@@ -44,7 +44,9 @@ class Classifier(nn.Module):
 
 
 @torch.no_grad()
-def predict(model: Classifier, table, rows: np.ndarray, size: int, cache, device, batch_size: int) -> np.ndarray:
+def predict(
+    model: Classifier, table, rows: np.ndarray, size: int, cache, device, batch_size: int
+) -> np.ndarray:
     model.eval()
     dataset = RadiographDataset(PixelSource(table.take(rows), size, cache), needs=["image"])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -60,8 +62,9 @@ def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
-def finetune_cell(evaluator: Evaluator, label: str, encoder_path: Path, budget: int, seed: int,
-                  rows: np.ndarray) -> Cell:
+def finetune_cell(
+    evaluator: Evaluator, label: str, encoder_path: Path, budget: int, seed: int, rows: np.ndarray
+) -> Cell:
     from .evaluator import Cell
 
     d, cfg, device = evaluator.data, evaluator.recipe.evaluation.finetune, evaluator.device
@@ -71,22 +74,30 @@ def finetune_cell(evaluator: Evaluator, label: str, encoder_path: Path, budget: 
     size, cache = d.image_size, d.cache
     train_labels = d.labels[rows]
     dataset = RadiographDataset(
-        PixelSource(d.table.take(rows), size, cache), needs=["views", "labels"], labels=train_labels,
-        view_transform=xray_view_transform(size, crop_scale=(0.85, 1.0), rotation=5, brightness=0.1,
-                                           contrast=0.1, blur_probability=0.0),
-        n_views=1, seed=init_seed,
+        PixelSource(d.table.take(rows), size, cache),
+        needs=["views", "labels"],
+        labels=train_labels,
+        view_transform=xray_view_transform(
+            size, crop_scale=(0.85, 1.0), rotation=5, brightness=0.1, contrast=0.1, blur_probability=0.0
+        ),
+        n_views=1,
+        seed=init_seed,
     )
     batch_size = min(cfg.batch_size, len(rows))
     sampler = EpochBatchSampler(len(rows), batch_size, init_seed)
     steps_per_epoch = sampler.batches_per_epoch
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
-    optimizer = torch.optim.AdamW([
-        {"params": model.encoder.parameters(), "lr": cfg.lr},
-        {"params": model.head.parameters(), "lr": cfg.head_lr},
-    ], weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": cfg.lr},
+            {"params": model.head.parameters(), "lr": cfg.head_lr},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(init_seed))
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(init_seed)
+    )
     val_labels = d.labels[d.val]
     best = (-math.inf, copy.deepcopy(model.state_dict()))
     stale = 0
@@ -99,14 +110,17 @@ def finetune_cell(evaluator: Evaluator, label: str, encoder_path: Path, budget: 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(images).float()
             mask = ~torch.isnan(labels)
-            loss = (F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(labels), reduction="none") * mask
-                    ).sum() / mask.sum().clamp(min=1)
+            loss = (
+                F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(labels), reduction="none") * mask
+            ).sum() / mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-        score = macro_auc(predict(model, d.table, d.val, size, cache, device, evaluator.recipe.evaluation.batch_size),
-                          val_labels)
+        score = macro_auc(
+            predict(model, d.table, d.val, size, cache, device, evaluator.recipe.evaluation.batch_size),
+            val_labels,
+        )
         if not math.isfinite(score):  # validation cannot rank epochs: keep the latest weights
             best = (best[0], copy.deepcopy(model.state_dict()))
         elif score > best[0] + 1e-6:

@@ -35,7 +35,9 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: 
     return (weights * y[top]).sum(axis=1) / weights.sum(axis=1)
 
 
-def knn_cell(evaluator: Evaluator, label: str, features: np.ndarray, budget: int, seed: int, rows: np.ndarray) -> Cell:
+def knn_cell(
+    evaluator: Evaluator, label: str, features: np.ndarray, budget: int, seed: int, rows: np.ndarray
+) -> Cell:
     from .evaluator import Cell
 
     d = evaluator.data

@@ -39,8 +39,9 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, model: LogisticRegression | Non
     return model
 
 
-def probe_pathology(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                    test_x: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+def probe_pathology(
+    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, test_x: np.ndarray
+) -> tuple[np.ndarray | None, float | None]:
     """Test-set scores of the probe for one pathology, and the chosen C.
 
     Rows whose label is NaN are left out. Returns ``(None, None)`` when the labelled subset lacks a

@@ -29,8 +29,26 @@ from .stats import (
 )
 
 RESULTS_HEADER = ("objective", "protocol", "budget", "seed", "pathology", "auc")
-SUMMARY_HEADER = ("objective", "protocol", "budget", "macro_auc", "macro_auc_std", "ci_low", "ci_high", "n_seeds")
-COMPARISONS_HEADER = ("protocol", "budget", "objective_a", "objective_b", "diff", "ci_low", "ci_high", "p_value")
+SUMMARY_HEADER = (
+    "objective",
+    "protocol",
+    "budget",
+    "macro_auc",
+    "macro_auc_std",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+)
+COMPARISONS_HEADER = (
+    "protocol",
+    "budget",
+    "objective_a",
+    "objective_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+)
 
 
 def _r(x: float, digits: int = 4) -> float | str:
@@ -60,7 +78,8 @@ class Summariser:
         n_boot = recipe.evaluation.bootstrap
         self.weights = (
             patient_bootstrap_weights(data.test_patients, n_boot, derive_seed(recipe.seed, "bootstrap"))
-            if n_boot else None
+            if n_boot
+            else None
         )
         self._replicates: dict[tuple[str, str, int], np.ndarray] = {}
         self.test_labels = data.labels[data.test]
@@ -75,8 +94,9 @@ class Summariser:
                 defined = np.isfinite(cell.aucs)
                 if not defined.any():
                     continue
-                per_seed.append(macro_auroc_bootstrap(cell.scores[:, defined], self.test_labels[:, defined],
-                                                      self.weights))
+                per_seed.append(
+                    macro_auroc_bootstrap(cell.scores[:, defined], self.test_labels[:, defined], self.weights)
+                )
             with warnings.catch_warnings():  # a replicate undefined for every seed stays NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
                 self._replicates[key] = (
@@ -117,6 +137,16 @@ class Summariser:
                 if not np.isfinite(diff):
                     continue
                 res = paired_comparison(self.replicates(ka), self.replicates(kb), diff, confidence)
-                rows.append((protocol, budget, a, b, _r(res["diff"]), _r(res["ci_low"]), _r(res["ci_high"]),
-                             _r(res["p_value"], 5)))
+                rows.append(
+                    (
+                        protocol,
+                        budget,
+                        a,
+                        b,
+                        _r(res["diff"]),
+                        _r(res["ci_low"]),
+                        _r(res["ci_high"]),
+                        _r(res["p_value"], 5),
+                    )
+                )
         return rows

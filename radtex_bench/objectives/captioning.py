@@ -32,10 +32,20 @@ def reverse_tokens(ids: torch.Tensor) -> torch.Tensor:
 class CaptioningObjective(Objective):
     needs = {"image", "report"}
 
-    def __init__(self, encoder: nn.Module, bidirectional: bool = True, decoder_layers: int = 1,
-                 width: int = 256, heads: int = 4, feedforward: int | None = None, dropout: float = 0.1,
-                 max_length: int = 96, vocab_size: int = 4096, min_frequency: int = 2,
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        bidirectional: bool = True,
+        decoder_layers: int = 1,
+        width: int = 256,
+        heads: int = 4,
+        feedforward: int | None = None,
+        dropout: float = 0.1,
+        max_length: int = 96,
+        vocab_size: int = 4096,
+        min_frequency: int = 2,
+        label_smoothing: float = 0.0,
+    ):
         super().__init__(encoder)
         if width % heads:
             raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
@@ -53,13 +63,26 @@ class CaptioningObjective(Objective):
         self.tokenizer: ReportTokenizer | None = None
 
     def _decoder(self) -> nn.TransformerDecoder:
-        layer = nn.TransformerDecoderLayer(self.width, self.heads, self.feedforward, self.dropout,
-                                           batch_first=True, norm_first=True, activation="gelu")
+        layer = nn.TransformerDecoderLayer(
+            self.width,
+            self.heads,
+            self.feedforward,
+            self.dropout,
+            batch_first=True,
+            norm_first=True,
+            activation="gelu",
+        )
         return nn.TransformerDecoder(layer, self.decoder_layers, norm=nn.LayerNorm(self.width))
 
     def setup(self, context: SetupContext) -> None:
-        self.tokenizer = shared_tokenizer(context.out_dir, context.reports, self.vocab_size_target,
-                                          self.min_frequency, context.rank, context.barrier)
+        self.tokenizer = shared_tokenizer(
+            context.out_dir,
+            context.reports,
+            self.vocab_size_target,
+            self.min_frequency,
+            context.rank,
+            context.barrier,
+        )
         vocab = self.tokenizer.vocab_size
         self.embedding = TokenEmbedding(vocab, self.width, self.max_length, self.dropout)
         self.forward_decoder = self._decoder()
@@ -71,14 +94,25 @@ class CaptioningObjective(Objective):
         grid = self.encoder.forward_features(images)  # [B, C, h, w]
         return self.visual_proj(grid.flatten(2).transpose(1, 2))  # [B, h*w, D]
 
-    def _caption_loss(self, decoder: nn.TransformerDecoder, ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def _caption_loss(
+        self, decoder: nn.TransformerDecoder, ids: torch.Tensor, memory: torch.Tensor
+    ) -> torch.Tensor:
         inputs, targets = ids[:, :-1], ids[:, 1:]  # [B, L-1] each
         length = inputs.shape[1]
-        hidden = decoder(self.embedding(inputs), memory, tgt_mask=causal_mask(length, ids.device),
-                         tgt_key_padding_mask=inputs == PAD_ID, tgt_is_causal=True)  # [B, L-1, D]
+        hidden = decoder(
+            self.embedding(inputs),
+            memory,
+            tgt_mask=causal_mask(length, ids.device),
+            tgt_key_padding_mask=inputs == PAD_ID,
+            tgt_is_causal=True,
+        )  # [B, L-1, D]
         logits = self.output(hidden)  # [B, L-1, V]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                               ignore_index=PAD_ID, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            targets.reshape(-1),
+            ignore_index=PAD_ID,
+            label_smoothing=self.label_smoothing,
+        )
 
     def tokens(self, reports: list[str], device: torch.device) -> torch.Tensor:
         return self.tokenizer.batch(reports, self.max_length).to(device, non_blocking=True)  # [B, L]
@@ -103,8 +137,9 @@ class CaptioningObjective(Objective):
         ids = torch.full((images.shape[0], 1), BOS_ID, dtype=torch.long, device=images.device)
         done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
         for _ in range(max_tokens - 1):
-            hidden = self.forward_decoder(self.embedding(ids), memory,
-                                          tgt_mask=causal_mask(ids.shape[1], ids.device))
+            hidden = self.forward_decoder(
+                self.embedding(ids), memory, tgt_mask=causal_mask(ids.shape[1], ids.device)
+            )
             nxt = self.output(hidden[:, -1]).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, PAD_ID), nxt)
             ids = torch.cat([ids, nxt[:, None]], dim=1)

@@ -30,10 +30,21 @@ def make_projection(in_dim: int, out_dim: int, kind: str) -> nn.Module:
 class ClipObjective(Objective):
     needs = {"image", "report"}
 
-    def __init__(self, encoder: nn.Module, embed_dim: int = 128, width: int = 256, layers: int = 2,
-                 heads: int = 4, max_length: int = 96, vocab_size: int = 4096, min_frequency: int = 2,
-                 init_temperature: float = 0.07, max_logit_scale: float = 100.0, dropout: float = 0.0,
-                 projection: Literal["linear", "mlp"] = "mlp"):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        embed_dim: int = 128,
+        width: int = 256,
+        layers: int = 2,
+        heads: int = 4,
+        max_length: int = 96,
+        vocab_size: int = 4096,
+        min_frequency: int = 2,
+        init_temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        dropout: float = 0.0,
+        projection: Literal["linear", "mlp"] = "mlp",
+    ):
         super().__init__(encoder)
         self.embed_dim = embed_dim
         self.width, self.layers, self.heads = width, layers, heads
@@ -50,14 +61,22 @@ class ClipObjective(Objective):
     def setup(self, context: SetupContext) -> None:
         from open_clip.loss import ClipLoss
 
-        self.tokenizer = shared_tokenizer(context.out_dir, context.reports, self.vocab_size_target,
-                                          self.min_frequency, context.rank, context.barrier)
-        self.text = TextEncoder(self.tokenizer.vocab_size, self.width, self.layers, self.heads,
-                                self.max_length, self.dropout)
+        self.tokenizer = shared_tokenizer(
+            context.out_dir,
+            context.reports,
+            self.vocab_size_target,
+            self.min_frequency,
+            context.rank,
+            context.barrier,
+        )
+        self.text = TextEncoder(
+            self.tokenizer.vocab_size, self.width, self.layers, self.heads, self.max_length, self.dropout
+        )
         self.text_proj = make_projection(self.width, self.embed_dim, self.projection_kind)
         # local_loss + gather_with_grad: each rank scores its own rows against all ranks' columns.
-        self.loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, rank=context.rank,
-                                world_size=context.world_size)
+        self.loss_fn = ClipLoss(
+            local_loss=True, gather_with_grad=True, rank=context.rank, world_size=context.world_size
+        )
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_proj(self.encoder(images)).float(), dim=-1)  # [B, E]

@@ -25,13 +25,17 @@ def imagenet_weights_file(encoder_name: str, weights: str = "DEFAULT") -> tuple[
 
     info = ENCODERS.get(encoder_name)
     if not info.weights_enum:
-        raise UserError(f"encoder '{encoder_name}' has no ImageNet weights in torchvision; drop the imagenet objective")
+        raise UserError(
+            f"encoder '{encoder_name}' has no ImageNet weights in torchvision; drop the imagenet objective"
+        )
     enum = getattr(torchvision.models, info.weights_enum)
     try:
         entry = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
     except KeyError:
-        raise UserError(f"imagenet weights '{weights}' do not exist for {encoder_name}; choose one of "
-                        f"{', '.join(['DEFAULT', *enum.__members__])}") from None
+        raise UserError(
+            f"imagenet weights '{weights}' do not exist for {encoder_name}; choose one of "
+            f"{', '.join(['DEFAULT', *enum.__members__])}"
+        ) from None
     url = entry.url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
 
@@ -61,15 +65,18 @@ class ImageNetInit(Objective):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise UserError(f"cannot load ImageNet weights {path}: {type(exc).__name__}: {exc}; "
-                            "download the file again") from None
+            raise UserError(
+                f"cannot load ImageNet weights {path}: {type(exc).__name__}: {exc}; download the file again"
+            ) from None
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         try:
             self.encoder.load_torchvision_state_dict(state)
         except RuntimeError as exc:
-            raise UserError(f"{path} does not hold {self.encoder.name} weights ({str(exc).splitlines()[0]}); "
-                            "download the right file") from None
+            raise UserError(
+                f"{path} does not hold {self.encoder.name} weights ({str(exc).splitlines()[0]}); "
+                "download the right file"
+            ) from None
 
     def forward(self, batch):  # pragma: no cover - never trained
         raise RuntimeError("the imagenet objective is not trained")

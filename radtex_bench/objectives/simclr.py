@@ -22,9 +22,15 @@ from ..data.pipeline import ViewAugment
 from .base import Objective, register_objective
 
 
-def xray_view_transform(size: int, crop_scale: tuple[float, float] = (0.6, 1.0), rotation: float = 10.0,
-                        brightness: float = 0.3, contrast: float = 0.3, blur_probability: float = 0.3,
-                        horizontal_flip: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+def xray_view_transform(
+    size: int,
+    crop_scale: tuple[float, float] = (0.6, 1.0),
+    rotation: float = 10.0,
+    brightness: float = 0.3,
+    contrast: float = 0.3,
+    blur_probability: float = 0.3,
+    horizontal_flip: bool = False,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 ``[1, H, W]`` -> uint8 ``[1, size, size]``, torchvision transforms v2 (picklable for workers)."""
     from torchvision.transforms import v2
 
@@ -45,20 +51,38 @@ class SimCLRObjective(Objective):
     needs = {"views"}
     n_views = 2
 
-    def __init__(self, encoder: nn.Module, projection_dim: int = 128, hidden_dim: int = 512,
-                 temperature: float = 0.1, crop_scale: list[float] = (0.6, 1.0), rotation: float = 10.0,
-                 brightness: float = 0.3, contrast: float = 0.3, blur_probability: float = 0.3,
-                 horizontal_flip: bool = False):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projection_dim: int = 128,
+        hidden_dim: int = 512,
+        temperature: float = 0.1,
+        crop_scale: list[float] = (0.6, 1.0),
+        rotation: float = 10.0,
+        brightness: float = 0.3,
+        contrast: float = 0.3,
+        blur_probability: float = 0.3,
+        horizontal_flip: bool = False,
+    ):
         super().__init__(encoder)
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
 
         if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(crop_scale)}")
-        self.augment = {"crop_scale": tuple(crop_scale), "rotation": rotation, "brightness": brightness,
-                        "contrast": contrast, "blur_probability": blur_probability,
-                        "horizontal_flip": horizontal_flip}
-        self.head = SimCLRProjectionHead(input_dim=encoder.out_dim, hidden_dim=hidden_dim, output_dim=projection_dim)
+            raise ValueError(
+                f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(crop_scale)}"
+            )
+        self.augment = {
+            "crop_scale": tuple(crop_scale),
+            "rotation": rotation,
+            "brightness": brightness,
+            "contrast": contrast,
+            "blur_probability": blur_probability,
+            "horizontal_flip": horizontal_flip,
+        }
+        self.head = SimCLRProjectionHead(
+            input_dim=encoder.out_dim, hidden_dim=hidden_dim, output_dim=projection_dim
+        )
         self.loss_fn = NTXentLoss(temperature=temperature, gather_distributed=True)
 
     def view_transform(self, image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:

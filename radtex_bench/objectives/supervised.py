@@ -32,20 +32,27 @@ class SupervisedObjective(Objective):
         labels = np.asarray(context.labels, dtype=np.float32)
         known = ~np.isnan(labels)
         if not known.any():
-            raise UserError("objective supervised: the pretraining split has no labels for "
-                            f"{', '.join(context.pathologies)}; use a labelled dataset or drop this objective")
+            raise UserError(
+                "objective supervised: the pretraining split has no labels for "
+                f"{', '.join(context.pathologies)}; use a labelled dataset or drop this objective"
+            )
         self.head = nn.Linear(self.encoder.out_dim, labels.shape[1])
         positives = np.nansum(labels, axis=0)
         negatives = known.sum(axis=0) - positives
         # Optional per-pathology positive weight (negatives / positives) for rare findings.
-        weight = np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0) if self.balance else np.ones_like(positives)
+        weight = (
+            np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0)
+            if self.balance
+            else np.ones_like(positives)
+        )
         self.register_buffer("pos_weight", torch.tensor(weight, dtype=torch.float32), persistent=False)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         logits = self.head(self.dropout(self.encoder(batch["image"])))  # [B, P]
         labels = batch["labels"]  # [B, P], NaN = missing
         mask = ~torch.isnan(labels)
-        losses = F.binary_cross_entropy_with_logits(logits.float(), torch.nan_to_num(labels), reduction="none",
-                                                    pos_weight=self.pos_weight)  # [B, P]
+        losses = F.binary_cross_entropy_with_logits(
+            logits.float(), torch.nan_to_num(labels), reduction="none", pos_weight=self.pos_weight
+        )  # [B, P]
         loss = (losses * mask).sum() / mask.sum().clamp(min=1)
         return {"loss": loss}

@@ -38,8 +38,14 @@ def auc_vs_budget(summary: pd.DataFrame, path: Path, order: list[str]) -> None:
                 continue
             line = ax.plot(rows["budget"], rows["macro_auc"], marker="o", label=label)[0]
             if rows["ci_low"].notna().all():
-                ax.fill_between(rows["budget"], rows["ci_low"], rows["ci_high"], alpha=0.18,
-                                color=line.get_color(), linewidth=0)
+                ax.fill_between(
+                    rows["budget"],
+                    rows["ci_low"],
+                    rows["ci_high"],
+                    alpha=0.18,
+                    color=line.get_color(),
+                    linewidth=0,
+                )
         ax.set_xscale("log")
         budgets = sorted(part["budget"].unique())
         ax.set_xticks(budgets)
@@ -53,7 +59,9 @@ def auc_vs_budget(summary: pd.DataFrame, path: Path, order: list[str]) -> None:
     _save(fig, path)
 
 
-def pathology_heatmap(results: pd.DataFrame, budget: int, protocol: str, path: Path, order: list[str]) -> None:
+def pathology_heatmap(
+    results: pd.DataFrame, budget: int, protocol: str, path: Path, order: list[str]
+) -> None:
     """Mean AUROC over seeds, objective x pathology, at one budget."""
     plt = _pyplot()
     part = results[(results["budget"] == budget) & (results["protocol"] == protocol)]

@@ -49,8 +49,10 @@ def summary_markdown(summary: pd.DataFrame, order: list[str]) -> str:
     for protocol in dict.fromkeys(summary["protocol"]):
         part = summary[summary["protocol"] == protocol]
         budgets = sorted(part["budget"].unique())
-        lines.append(f"**{protocol} protocol**: macro AUROC on the test split, mean ± std over seeds "
-                     "[95% patient-bootstrap interval]\n")
+        lines.append(
+            f"**{protocol} protocol**: macro AUROC on the test split, mean ± std over seeds "
+            "[95% patient-bootstrap interval]\n"
+        )
         lines.append("| objective | " + " | ".join(f"{b} labels" for b in budgets) + " |")
         lines.append("|---|" + "---|" * len(budgets))
         best = part.groupby("budget")["macro_auc"].max()
@@ -78,15 +80,19 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
     lines = ["| protocol | budget | A | B | A − B | 95% CI | p |", "|---|---|---|---|---|---|---|"]
     for r in comparisons.itertuples():
         mark = " *" if r.p_value < 0.05 else ""
-        lines.append(f"| {r.protocol} | {r.budget} | {r.objective_a} | {r.objective_b} | {r.diff:+.3f} | "
-                     f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p_value:.4f}{mark} |")
+        lines.append(
+            f"| {r.protocol} | {r.budget} | {r.objective_a} | {r.objective_b} | {r.diff:+.3f} | "
+            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p_value:.4f}{mark} |"
+        )
     return "\n".join(lines)
 
 
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a folder; pass the run directory (the --out of `radtex-bench run`)")
+        raise UserError(
+            f"{run_dir} is not a folder; pass the run directory (the --out of `radtex-bench run`)"
+        )
     summary = _read(run_dir / "summary.csv")
     results = _read(run_dir / "results.csv")
     comparisons = _read(run_dir / "comparisons.csv", required=False)
@@ -119,19 +125,24 @@ def build_report(run_dir: Path) -> Path:
         "![macro AUROC vs budget](plots/auc_vs_budget.png)\n",
     ]
     if has_comparisons:
-        parts += ["## Paired comparisons\n",
-                  "Difference in seed-averaged macro AUROC, paired bootstrap over the same test patients "
-                  "and labelled subsets (* p < 0.05).\n",
-                  comparisons_markdown(comparisons), "",
-                  "![wins](plots/win_loss.png)\n"]
+        parts += [
+            "## Paired comparisons\n",
+            "Difference in seed-averaged macro AUROC, paired bootstrap over the same test patients "
+            "and labelled subsets (* p < 0.05).\n",
+            comparisons_markdown(comparisons),
+            "",
+            "![wins](plots/win_loss.png)\n",
+        ]
     parts.append("## Per-pathology AUROC\n")
     for protocol, budget, file in heatmaps:
         parts.append(f"### {protocol}, budget {budget}\n\n![heatmap](plots/{file})\n")
     skipped = run_dir / "skipped_images.txt"
     if skipped.exists():
         lines = [line for line in skipped.read_text().splitlines() if line.strip()]
-        parts.append(f"## Skipped images\n\n{len(lines)} images were skipped (`data.on_bad_image: skip`); "
-                     "the list is in `skipped_images.txt`.\n")
+        parts.append(
+            f"## Skipped images\n\n{len(lines)} images were skipped (`data.on_bad_image: skip`); "
+            "the list is in `skipped_images.txt`.\n"
+        )
     path = run_dir / "report.md"
     write_text(path, "\n".join(parts))
     return path

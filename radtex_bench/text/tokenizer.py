@@ -77,8 +77,14 @@ class ReportTokenizer:
         return out
 
 
-def shared_tokenizer(out_dir: Path, reports: Sequence[str], vocab_size: int, min_frequency: int,
-                     rank: int = 0, barrier: Callable[[], None] = lambda: None) -> ReportTokenizer:
+def shared_tokenizer(
+    out_dir: Path,
+    reports: Sequence[str],
+    vocab_size: int,
+    min_frequency: int,
+    rank: int = 0,
+    barrier: Callable[[], None] = lambda: None,
+) -> ReportTokenizer:
     """Train once on rank 0 and save to ``out_dir/tokenizer.json``; every rank (and a resume) loads it."""
     path = Path(out_dir) / "tokenizer.json"
     if rank == 0 and not path.exists():

@@ -34,12 +34,20 @@ def causal_mask(length: int, device: torch.device) -> torch.Tensor:
 class TextEncoder(nn.Module):
     """Bidirectional transformer encoder pooled at the ``[EOS]`` token (as in CLIP)."""
 
-    def __init__(self, vocab_size: int, width: int = 256, layers: int = 2, heads: int = 4,
-                 max_length: int = 64, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        width: int = 256,
+        layers: int = 2,
+        heads: int = 4,
+        max_length: int = 64,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.embed = TokenEmbedding(vocab_size, width, max_length, dropout)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout, batch_first=True, norm_first=True,
-                                           activation="gelu")
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out_dim = width
