@@ -108,3 +108,39 @@ def test_supervised_refuses_unlabelled_data(tmp_path):
     objective = OBJECTIVES.get("supervised")(Encoder("resnet18"))
     with pytest.raises(UserError, match="no labels"):
         objective.setup(ctx(tmp_path, np.full((3, 2), np.nan, np.float32)))
+
+
+def test_supervised_sees_only_pretraining_split_labels(tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    from conftest import write_manifest
+    from radtex_bench.cli import main
+    from radtex_bench.objectives.supervised import SupervisedObjective
+
+    seen = {}
+    original = SupervisedObjective.setup
+
+    def spy(self, context):
+        seen["n"] = len(context.labels)
+        seen["reports"] = list(context.reports)
+        return original(self, context)
+
+    monkeypatch.setattr(SupervisedObjective, "setup", spy)
+    write_manifest(tmp_path / "ds", n=40)
+    recipe = {
+        "name": "sup",
+        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "encoder": {"name": "resnet18", "image_size": 32},
+        "objectives": [{"name": "supervised", "train": {"max_steps": 1, "batch_size": 4}}],
+        "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 0},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["--quiet", "run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")]) == 0
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    held_out = set(splits["val"]) | set(splits["test"])
+    assert seen["n"] == 40 - len(held_out)
+    # Reports carry the image number: none of a held-out image's text reached the objective.
+    held_numbers = {p.split("/")[-1].split(".")[0] for p in held_out}
+    assert not any(r.split()[2] in held_numbers for r in seen["reports"] if len(r.split()) > 2)
