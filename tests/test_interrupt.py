@@ -8,8 +8,6 @@ import time
 
 import yaml
 
-from radtex_bench.cli import main
-
 RESULTS = ("results.csv", "summary.csv", "comparisons.csv", "report.md")
 
 
@@ -41,18 +39,15 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
 
     write_manifest(tmp_path / "ds", n=40)
     path = recipe(tmp_path, tmp_path / "ds")
+    # Every run is its own process with the same settings (thread count included), as a user's would be.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "radtex_bench", "--quiet", "run", str(path), "--out"]
     reference = tmp_path / "reference"
-    assert main(["--quiet", "run", str(path), "--out", str(reference)]) == 0
+    subprocess.run([*command, str(reference)], env=env, check=True, capture_output=True)
 
     out = tmp_path / "interrupted"
     ckpt = out / "pretrain" / "captioning" / "last.ckpt"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "radtex_bench", "--quiet", "run", str(path), "--out", str(out)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = subprocess.Popen([*command, str(out)], stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -68,7 +63,8 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     metrics = (out / "pretrain" / "captioning" / "metrics.jsonl").read_text().splitlines()
     assert 0 < len(metrics) < 16
 
-    assert main(["--quiet", "run", str(path), "--out", str(out), "--resume"]) == 0
+    resumed = subprocess.run([*command, str(out), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in (out / "run.log").read_text()
     for name in ("results.csv", "summary.csv", "comparisons.csv"):
         assert (out / name).read_text() == (reference / name).read_text(), name

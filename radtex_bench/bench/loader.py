@@ -152,42 +152,47 @@ def run_loader_benchmark(
     from ..data.cache import prepare
     from ..data.manifest import ManifestOptions, read_manifest
 
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory(prefix="radtex-bench-loader-") as tmp:
-        folder = Path(keep).expanduser() if keep else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        if kind:
-            manifest = _subset_manifest(kind, root or "", n, seed, folder)
-            options = ManifestOptions(root=str(manifest), allow_absolute_paths=True)
-        else:
-            manifest = write_radiographs(folder / "data", n, min_side, max_side, seed, file_format)
-            options = ManifestOptions(root=str(manifest))
-        table = read_manifest(manifest, options)
-        start = time.perf_counter()
-        prepare(
-            "manifest",
-            str(manifest),
-            folder / "cache",
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the loader is measured, not the model: keep compute threads out of its way
+    try:
+        with tempfile.TemporaryDirectory(prefix="radtex-bench-loader-") as tmp:
+            folder = Path(keep).expanduser() if keep else Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            if kind:
+                manifest = _subset_manifest(kind, root or "", n, seed, folder)
+                options = ManifestOptions(root=str(manifest), allow_absolute_paths=True)
+            else:
+                manifest = write_radiographs(folder / "data", n, min_side, max_side, seed, file_format)
+                options = ManifestOptions(root=str(manifest))
+            table = read_manifest(manifest, options)
+            start = time.perf_counter()
+            prepare(
+                "manifest",
+                str(manifest),
+                folder / "cache",
+                size=size,
+                workers=workers,
+                allow_absolute_paths=options.allow_absolute_paths,
+            )
+            prepare_seconds = time.perf_counter() - start
+            cached = images_per_second(table, size, str(folder / "cache"), batch_size, workers, epochs)
+            files = images_per_second(table, size, None, batch_size, workers, epochs)
+            formats = dict(Counter(os.path.splitext(p)[1].lower().lstrip(".") for p in table.frame["path"]))
+            sides = "as stored" if kind else f"{min_side}-{max_side} px"
+        return LoaderBenchmark(
+            dataset=kind or "generated",
+            images=len(table),
+            source_pixels=sides,
+            formats=formats,
             size=size,
+            batch_size=batch_size,
             workers=workers,
-            allow_absolute_paths=options.allow_absolute_paths,
+            epochs=epochs,
+            prepare_seconds=round(prepare_seconds, 2),
+            cache_images_per_s=round(cached, 1),
+            files_images_per_s=round(files, 1),
+            speedup=round(cached / files, 1),
         )
-        prepare_seconds = time.perf_counter() - start
-        cached = images_per_second(table, size, str(folder / "cache"), batch_size, workers, epochs)
-        files = images_per_second(table, size, None, batch_size, workers, epochs)
-        formats = dict(Counter(os.path.splitext(p)[1].lower().lstrip(".") for p in table.frame["path"]))
-        sides = "as stored" if kind else f"{min_side}-{max_side} px"
-    return LoaderBenchmark(
-        dataset=kind or "generated",
-        images=len(table),
-        source_pixels=sides,
-        formats=formats,
-        size=size,
-        batch_size=batch_size,
-        workers=workers,
-        epochs=epochs,
-        prepare_seconds=round(prepare_seconds, 2),
-        cache_images_per_s=round(cached, 1),
-        files_images_per_s=round(files, 1),
-        speedup=round(cached / files, 1),
-    )
+
+    finally:
+        torch.set_num_threads(previous)
