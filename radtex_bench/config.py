@@ -151,12 +151,6 @@ class Recipe:
     def eval_pathologies(self) -> tuple[str, ...]:
         return self.evaluation.pathologies or self.data.pathologies
 
-    def objective(self, label: str) -> ObjectiveSpec:
-        for spec in self.objectives:
-            if spec.label == label:
-                return spec
-        raise KeyError(label)
-
     def to_plain(self) -> dict[str, Any]:
         return {f.name: to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 

@@ -43,11 +43,6 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_json(path: Path, obj: Any, indent: int | None = 1) -> None:
     write_text(path, json.dumps(obj, indent=indent) + "\n")
 

@@ -114,8 +114,8 @@ def test_supervised_sees_only_pretraining_split_labels(tmp_path, monkeypatch):
     import json
 
     import yaml
-
     from conftest import write_manifest
+
     from radtex_bench.cli import main
     from radtex_bench.objectives.supervised import SupervisedObjective
 
@@ -131,7 +131,10 @@ def test_supervised_sees_only_pretraining_split_labels(tmp_path, monkeypatch):
     write_manifest(tmp_path / "ds", n=40)
     recipe = {
         "name": "sup",
-        "data": {"pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")}, "pathologies": ["Cardiomegaly", "Edema"]},
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
+            "pathologies": ["Cardiomegaly", "Edema"],
+        },
         "encoder": {"name": "resnet18", "image_size": 32},
         "objectives": [{"name": "supervised", "train": {"max_steps": 1, "batch_size": 4}}],
         "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 0},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..registry import Registry
 from ..schema import build, option, to_plain
 from .table import ImageTable
@@ -116,9 +116,3 @@ class DatasetSpec:
 
     def reader(self, where: str = "data") -> DatasetKind:
         return DATASETS.get(self.kind)(self.options, where)
-
-
-def require_file(path: Path, what: str, fix: str) -> Path:
-    if not path.exists():
-        raise DataError(f"{what} not found: {path}; {fix}")
-    return path

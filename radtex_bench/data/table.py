@@ -92,7 +92,3 @@ class ImageTable:
                 columns.append(np.full(len(self), np.nan, dtype=np.float32))
         matrix = np.stack(columns, axis=1) if columns else np.zeros((len(self), 0), np.float32)
         return apply_uncertain_policy(matrix, policy)
-
-
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=str) for c in COLUMNS})

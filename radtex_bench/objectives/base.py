@@ -82,11 +82,6 @@ class Objective(nn.Module):
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the encoder (they get ``train.lr``; the encoder gets ``encoder_lr``)."""
-        encoder_ids = {id(p) for p in self.encoder.parameters()}
-        return [p for p in self.parameters() if id(p) not in encoder_ids]
-
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective", base=Objective)
 
