@@ -30,18 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from radtex_bench.data.labels import RADTEX_9
+
 OBJECTIVES = ("captioning", "clip", "simclr")
-PATHOLOGIES = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Lung Opacity",
-    "Pleural Effusion",
-    "Pneumonia",
-    "Pneumothorax",
-]
 FULL_PARAMS = {
     "captioning": {"bidirectional": True, "decoder_layers": 1, "width": 512, "heads": 8, "vocab_size": 4096},
     "clip": {"embed_dim": 512, "width": 512, "layers": 4, "heads": 8, "vocab_size": 4096},
@@ -132,7 +123,7 @@ def make_recipe(args: argparse.Namespace, manifest: Path, cache: Path, names: li
             "name": "gpu_pretrain",
             "data": {
                 "pretrain": {"kind": "manifest", "root": str(manifest), "cache": str(cache)},
-                "pathologies": PATHOLOGIES,
+                "pathologies": list(RADTEX_9),
                 "workers": args.workers,
             },
             "encoder": {"name": args.encoder, "image_size": args.size},
