@@ -198,3 +198,23 @@ def test_bootstrap_speed():
     elapsed = time.perf_counter() - start
     assert boot.shape == (2000,) and np.all(np.isfinite(boot))
     assert elapsed < 10.0, f"2000 replicates took {elapsed:.1f} s"
+
+
+def test_report_marks_the_bootstrap_floor_as_an_upper_bound():
+    import pandas as pd
+
+    from radtex_bench.reporting.report import comparisons_markdown
+
+    base = {"protocol": "linear", "budget": 10, "objective_a": "a", "objective_b": "b", "diff": 0.1}
+    rows = [
+        {**base, "ci_low": 0.05, "ci_high": 0.15, "p_value": round(2 / 1001, 5), "n_boot": 1000},
+        {**base, "ci_low": -0.01, "ci_high": 0.15, "p_value": 0.0412, "n_boot": 1000},
+        {**base, "ci_low": 0.05, "ci_high": 0.15, "p_value": round(2 / 1001, 5), "n_boot": 4000},
+    ]
+    floor, ordinary, more_replicates = comparisons_markdown(pd.DataFrame(rows)).splitlines()[2:]
+    assert floor.endswith("| ≤ 0.0020 * |")
+    assert ordinary.endswith("| 0.0412 * |")
+    assert more_replicates.endswith("| 0.0020 * |")  # 4000 replicates could have shown a smaller p
+    # A comparisons.csv written before the n_boot column still renders.
+    old = pd.DataFrame(rows).drop(columns="n_boot")
+    assert comparisons_markdown(old).splitlines()[2].endswith("| 0.0020 * |")

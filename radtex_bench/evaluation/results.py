@@ -48,6 +48,7 @@ COMPARISONS_HEADER = (
     "ci_low",
     "ci_high",
     "p_value",
+    "n_boot",
 )
 
 
@@ -147,6 +148,7 @@ class Summariser:
                         _r(res["ci_low"]),
                         _r(res["ci_high"]),
                         _r(res["p_value"], 5),
+                        res["n_boot"],
                     )
                 )
         return rows

@@ -76,13 +76,24 @@ def summary_markdown(summary: pd.DataFrame, order: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _p_text(p: float, n_boot: float | None) -> str:
+    """A bootstrap p-value; at the smallest value B replicates can give, 2/(B+1), it is an upper bound."""
+    if pd.isna(p):
+        return "n/a"
+    # comparisons.csv rounds p to 5 decimals, hence the tolerance.
+    if n_boot is not None and not pd.isna(n_boot) and p <= 2.0 / (n_boot + 1) + 1e-5:
+        return f"≤ {p:.4f}"
+    return f"{p:.4f}"
+
+
 def comparisons_markdown(comparisons: pd.DataFrame) -> str:
     lines = ["| protocol | budget | A | B | A − B | 95% CI | p |", "|---|---|---|---|---|---|---|"]
     for r in comparisons.itertuples():
         mark = " *" if r.p_value < 0.05 else ""
+        p = _p_text(r.p_value, getattr(r, "n_boot", None))
         lines.append(
             f"| {r.protocol} | {r.budget} | {r.objective_a} | {r.objective_b} | {r.diff:+.3f} | "
-            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p_value:.4f}{mark} |"
+            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {p}{mark} |"
         )
     return "\n".join(lines)
 
@@ -128,7 +139,8 @@ def build_report(run_dir: Path) -> Path:
         parts += [
             "## Paired comparisons\n",
             "Difference in seed-averaged macro AUROC, paired bootstrap over the same test patients "
-            "and labelled subsets (* p < 0.05).\n",
+            "and labelled subsets (* p < 0.05; with B bootstrap replicates no p below 2/(B+1) can be "
+            "shown, so that value is written as an upper bound, ≤).\n",
             comparisons_markdown(comparisons),
             "",
             "![wins](plots/win_loss.png)\n",
