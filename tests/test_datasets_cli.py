@@ -49,6 +49,28 @@ def test_summary_user_errors_exit_2_with_one_line(tmp_path, capsys):
     assert "does not exist" in _one_error_line(capsys.readouterr().err)
 
 
+def test_a_synthetic_folder_is_summarised_as_generated_and_never_regenerated(tmp_path, capsys):
+    from radtex_bench.data.synthetic import generate_synthetic
+
+    root = generate_synthetic(tmp_path / "syn", n=24, size=32, seed=3)
+    manifest = (root / "manifest.csv").read_bytes()
+    assert main(["data", "summary", "synthetic", str(root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "synthetic" and out["images"] == 24 and out["reports"] == 24
+
+    # A recipe that names this folder with other generator parameters is refused, the data kept.
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: r\ndata:\n  pretrain: {{kind: synthetic, root: {root}, n: 30, size: 32, seed: 3}}\n"
+        "encoder: {name: resnet18, image_size: 32}\nobjectives: [{name: random}]\n"
+        "evaluation: {budgets: [4], seeds: 1}\n"
+    )
+    assert main(["--quiet", "run", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "data.pretrain.root" in line and "n: 24" in line and "n: 30" in line
+    assert (root / "manifest.csv").read_bytes() == manifest
+
+
 def test_prepare_writes_a_cache_and_reports_json(tmp_path, capsys):
     root = make_nih(tmp_path / "nih", n_patients=4)
     out = tmp_path / "cache"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from .columns import files_present
@@ -19,6 +20,12 @@ def summarise(kind: str, root: str, **options: Any) -> dict[str, Any]:
     not counted); ``splits``: only when the dataset ships an official split (as the reader returns it,
     e.g. NIH's validate carved out of train_val_list.txt); ``labels``: per label over listed images.
     """
+    if kind == "synthetic":
+        from .synthetic import stored_params
+
+        # Summarise the synthetic dataset that is there, whatever parameters it was generated with.
+        stored = stored_params(Path(root).expanduser()) or {}
+        options = {k: stored[k] for k in ("n", "size", "seed") if k in stored} | options
     spec = DatasetSpec.from_plain({"kind": kind, "root": root, "views": None, **options}, "data")
     table = spec.reader("data").read()
     frame = table.frame

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..schema import option
 from .kinds import DatasetKind, DatasetOptions, register_dataset
 from .manifest import ManifestOptions, read_manifest
@@ -42,9 +43,22 @@ class SyntheticDataset(DatasetKind):
         return cache_root() / "synthetic" / f"v{GENERATOR_VERSION}-n{o.n}-s{o.size}-seed{o.seed}"
 
     def read(self) -> ImageTable:
-        from .synthetic import generate_synthetic
+        from .synthetic import generate_synthetic, generator_params, stored_params
 
         o = self.options
-        folder = generate_synthetic(self.folder(), n=o.n, size=o.size, seed=o.seed)
+        folder = self.folder()
+        stored = stored_params(folder) if o.root else None
+        wanted = generator_params(o.n, o.size, o.seed)
+        if stored and any(stored.get(k) != v for k, v in wanted.items()):
+            # A folder the user named is data, not a cache: never regenerate it behind their back.
+            have = ", ".join(f"{k}: {stored.get(k)}" for k in ("n", "size", "seed"))
+            want = ", ".join(f"{k}: {wanted[k]}" for k in ("n", "size", "seed"))
+            raise ConfigError(
+                f"{self.where}.root",
+                f"{folder} holds a synthetic dataset generated with {have} (generator version "
+                f"{stored.get('version')}), not {want} (version {wanted['version']}); set the same values "
+                "in the recipe, or point root at a new folder",
+            )
+        folder = generate_synthetic(folder, n=o.n, size=o.size, seed=o.seed)
         table = read_manifest(folder / "manifest.csv", ManifestOptions(root=str(folder)), kind="synthetic")
         return table

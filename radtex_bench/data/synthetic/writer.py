@@ -101,6 +101,13 @@ def _check_args(n: int, size: int, seed: int) -> None:
         raise UserError(f"synthetic seed must be >= 0, got {seed}")
 
 
+def stored_params(folder: Path) -> dict[str, Any] | None:
+    """The :func:`generator_params` of the complete synthetic dataset in ``folder``, else None."""
+    if not (Path(folder) / "manifest.csv").is_file():
+        return None
+    return _read_params(Path(folder))
+
+
 def _read_params(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / _PARAMS_FILE).read_text(encoding="utf-8"))
@@ -109,8 +116,8 @@ def _read_params(folder: Path) -> dict[str, Any] | None:
 
 
 def _is_complete(out: Path, params: dict[str, Any]) -> bool:
-    stored = _read_params(out)
-    if not stored or (out / "manifest.csv").is_file() is False:
+    stored = stored_params(out)
+    if not stored:
         return False
     return all(stored.get(k) == v for k, v in params.items())
 
