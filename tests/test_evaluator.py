@@ -160,5 +160,8 @@ def test_finetune_and_knn_protocols(tmp_path, manifest_dir):
         main(["--quiet", "run", str(recipe), "--out", str(out), "--set", "objectives=[{name: random}]"]) == 0
     )
     summary = list(csv.DictReader(open(out / "summary.csv")))
-    assert {r["protocol"] for r in summary} == {"linear", "knn", "finetune"}
+    # Tables follow the recipe's protocol order, not the alphabet.
+    assert list(dict.fromkeys(r["protocol"] for r in summary)) == ["linear", "knn", "finetune"]
+    report = (out / "report.md").read_text()
+    assert report.index("### linear, budget") < report.index("### knn, budget") < report.index("### finetune")
     assert (out / "plots" / "heatmap_finetune_b8.png").exists()

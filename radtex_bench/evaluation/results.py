@@ -112,7 +112,15 @@ class Summariser:
 
     def keys(self) -> list[tuple[str, str, int]]:
         rank = {label: i for i, label in enumerate(self.order)}
-        return sorted(self.groups, key=lambda k: (k[1], k[2], rank.get(k[0], len(rank)), k[0]))
+        return sorted(
+            self.groups, key=lambda k: (*self._protocol_budget(k[1:]), rank.get(k[0], len(rank)), k[0])
+        )
+
+    def _protocol_budget(self, key: tuple[str, int]) -> tuple[int, str, int]:
+        """Protocols in the recipe's order, then budgets ascending."""
+        protocols = list(self.recipe.evaluation.protocols)
+        protocol, budget = key
+        return (protocols.index(protocol) if protocol in protocols else len(protocols), protocol, budget)
 
     def summary_rows(self) -> list[tuple]:
         rows = []
@@ -129,7 +137,7 @@ class Summariser:
         if self.weights is None:
             return rows
         confidence = self.recipe.evaluation.confidence
-        protocols_budgets = sorted({(k[1], k[2]) for k in self.groups})
+        protocols_budgets = sorted({(k[1], k[2]) for k in self.groups}, key=self._protocol_budget)
         for protocol, budget in protocols_budgets:
             labels = [o for o in self.order if (o, protocol, budget) in self.groups]
             for a, b in itertools.combinations(labels, 2):

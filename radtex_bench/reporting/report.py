@@ -111,7 +111,7 @@ def build_report(run_dir: Path) -> Path:
     plot_dir = run_dir / "plots"
     plots.auc_vs_budget(summary, plot_dir / "auc_vs_budget.png", order)
     heatmaps = []
-    for protocol in dict.fromkeys(results["protocol"]):
+    for protocol in dict.fromkeys(summary["protocol"]):  # summary.csv keeps the recipe's order
         for budget in sorted(results["budget"].unique()):
             name = f"heatmap_{protocol}_b{budget}.png"
             plots.pathology_heatmap(results, int(budget), protocol, plot_dir / name, order)
