@@ -128,7 +128,10 @@ def run(
             resume,
         )
         # Everything that can be wrong with the data is found before any training starts.
-        pretrain_table = load_table(recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain")
+        size = recipe.encoder.image_size
+        pretrain_table = load_table(
+            recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain", image_size=size
+        )
         train_table = pretrain_table.take(pretrain_table.split_rows("train"))
         if len(train_table) == 0:
             raise UserError("data.pretrain: the pretraining dataset has no 'train' split images")
@@ -136,7 +139,9 @@ def run(
         if recipe.data.evaluate is None:
             eval_table, eval_where = pretrain_table, "data.pretrain"
         else:
-            eval_table = load_table(recipe.data.evaluate, recipe.data.on_bad_image, "data.evaluate")
+            eval_table = load_table(
+                recipe.data.evaluate, recipe.data.on_bad_image, "data.evaluate", image_size=size
+            )
             eval_where = "data.evaluate"
         eval_data = build_eval_data(recipe, eval_table, eval_where)
         subsets = draw_subsets(recipe, eval_data)

@@ -111,6 +111,10 @@ def build_dataset(kind: str, root: Path) -> None:
         _write(root, [rows[0]] + [r[:j] + ["LATERAL"] + r[j + 1 :] for r in rows[1:]])
     elif kind == "header_only":
         _write(root, _rows(root)[:1])
+    elif kind == "small_cache":
+        from radtex_bench.data.cache import prepare
+
+        prepare("manifest", str(root), root.parent / "cache16", size=16, workers=0)
     elif kind not in ("good", "no_reports"):
         raise ValueError(f"unknown dataset builder {kind}")
 
@@ -165,7 +169,11 @@ def test_bad_input(case_path, tmp_path, monkeypatch, capsys):
     if "recipe_text" in case:
         recipe_path.write_text(case["recipe_text"])
     else:
-        text = yaml.safe_dump(merge(BASE, case.get("recipe", {}))).replace("'{data}'", str(data))
+        text = (
+            yaml.safe_dump(merge(BASE, case.get("recipe", {})))
+            .replace("'{data}'", str(data))
+            .replace("'{cache}'", str(data.parent / "cache16"))
+        )
         recipe_path.write_text(text)
     out = tmp_path / "out"
     marker = setup(case.get("setup"), recipe_path, out, tmp_path, monkeypatch)

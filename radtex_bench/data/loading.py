@@ -22,8 +22,13 @@ log = logging.getLogger("radtex_bench")
 
 
 def load_table(
-    spec: DatasetSpec, on_bad_image: str = "error", where: str = "data.pretrain", check_files: bool = True
+    spec: DatasetSpec,
+    on_bad_image: str = "error",
+    where: str = "data.pretrain",
+    check_files: bool = True,
+    image_size: int | None = None,
 ) -> ImageTable:
+    """``image_size``: the side the model is fed; a pixel cache smaller than that is refused."""
     opts = spec.options
     table = spec.reader(where).read()
     source = f"{where} ({spec.kind} at {getattr(opts, 'root', None) or 'the built-in generator'})"
@@ -52,7 +57,7 @@ def load_table(
     check_patient_disjoint(table.patient_ids, table.frame["split"].to_numpy(), source)
 
     if check_files:
-        table = _check_images(table, spec, on_bad_image, source)
+        table = _check_images(table, spec, on_bad_image, source, image_size, where)
     return table
 
 
@@ -69,7 +74,25 @@ def _undecodable(paths: list[str]) -> list[tuple[str, str]]:
     return bad
 
 
-def _check_images(table: ImageTable, spec: DatasetSpec, on_bad_image: str, source: str) -> ImageTable:
+def _check_images(
+    table: ImageTable,
+    spec: DatasetSpec,
+    on_bad_image: str,
+    source: str,
+    image_size: int | None = None,
+    where: str = "data.pretrain",
+) -> ImageTable:
+    if spec.options.cache and image_size:
+        from .cache import PixelCache
+
+        cached = PixelCache.open(Path(spec.options.cache)).size
+        if cached < image_size:
+            # Upsampling a small cache would silently train on blurred images.
+            raise DataError(
+                f"{where}.cache: {spec.options.cache} holds {cached} px images, smaller than "
+                f"encoder.image_size {image_size}; prepare the cache again with --size {image_size} "
+                "(or larger), or lower encoder.image_size"
+            )
     table = _check_present(table, spec, on_bad_image, source)
     if on_bad_image == "skip" and not spec.options.cache:
         # Skipping must happen before training, so every objective sees the same images; decoding
