@@ -36,6 +36,29 @@ def synthetic_dir(tmp_path_factory) -> Path:
     return generate_synthetic(tmp_path_factory.mktemp("synth") / "data", n=160, size=32, seed=0)
 
 
+#: captioning sized for a 40-image manifest: trains in seconds on the CPU.
+TINY_CAPTIONING = {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1}
+
+
+def write_tiny_recipe(path: Path, root: Path, objectives: list, evaluation: dict, name: str, **extra) -> Path:
+    """The recipe the end-to-end tests share: the manifest at ``root``, two pathologies, resnet18 at 32 px."""
+    import yaml
+
+    recipe = {
+        "name": name,
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(root)},
+            "pathologies": ["Cardiomegaly", "Edema"],
+        },
+        "encoder": {"name": "resnet18", "image_size": 32},
+        "objectives": objectives,
+        "evaluation": evaluation,
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
 def write_manifest(
     root: Path,
     n: int = 40,

@@ -4,7 +4,7 @@ import csv
 import json
 
 import pytest
-import yaml
+from conftest import TINY_CAPTIONING, write_tiny_recipe
 
 from radtex_bench.cli import main
 
@@ -12,40 +12,25 @@ TINY_TRAIN = {"max_steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every
 
 
 def tiny_recipe(tmp_path, root, **extra):
-    recipe = {
-        "name": "tiny",
-        "data": {
-            "pretrain": {"kind": "manifest", "root": str(root)},
-            "pathologies": ["Cardiomegaly", "Edema"],
+    objectives = [
+        {"name": "captioning", "params": TINY_CAPTIONING, "train": TINY_TRAIN},
+        {
+            "name": "clip",
+            "label": "clip-small",
+            "params": {
+                "width": 32,
+                "heads": 2,
+                "layers": 1,
+                "embed_dim": 16,
+                "vocab_size": 300,
+                "min_frequency": 1,
+            },
+            "train": TINY_TRAIN,
         },
-        "encoder": {"name": "resnet18", "image_size": 32},
-        "objectives": [
-            {
-                "name": "captioning",
-                "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
-                "train": TINY_TRAIN,
-            },
-            {
-                "name": "clip",
-                "label": "clip-small",
-                "params": {
-                    "width": 32,
-                    "heads": 2,
-                    "layers": 1,
-                    "embed_dim": 16,
-                    "vocab_size": 300,
-                    "min_frequency": 1,
-                },
-                "train": TINY_TRAIN,
-            },
-            {"name": "random"},
-        ],
-        "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 50},
-        **extra,
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+        {"name": "random"},
+    ]
+    evaluation = {"budgets": [4, 8], "seeds": 2, "bootstrap": 50}
+    return write_tiny_recipe(tmp_path / "tiny.yaml", root, objectives, evaluation, "tiny", **extra)
 
 
 def read_csv(path):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-import yaml
+from conftest import write_tiny_recipe
 
 from radtex_bench.cli import main
 from radtex_bench.evaluation.knn import knn_scores
@@ -52,19 +52,9 @@ def test_knn_votes_by_similarity():
 
 
 def write_recipe(tmp_path, root, **evaluation):
-    recipe = {
-        "name": "ev",
-        "data": {
-            "pretrain": {"kind": "manifest", "root": str(root)},
-            "pathologies": ["Cardiomegaly", "Edema"],
-        },
-        "encoder": {"name": "resnet18", "image_size": 32},
-        "objectives": [{"name": "random"}, {"name": "random", "label": "random-2"}],
-        "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 20, **evaluation},
-    }
-    path = tmp_path / "ev.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    objectives = [{"name": "random"}, {"name": "random", "label": "random-2"}]
+    evaluation = {"budgets": [4, 8], "seeds": 2, "bootstrap": 20, **evaluation}
+    return write_tiny_recipe(tmp_path / "ev.yaml", root, objectives, evaluation, "ev")
 
 
 def test_resume_reuses_cells_and_features(tmp_path, manifest_dir, monkeypatch):

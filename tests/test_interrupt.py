@@ -7,31 +7,16 @@ import sys
 import time
 
 import yaml
+from conftest import TINY_CAPTIONING, write_tiny_recipe
 
 RESULTS = ("results.csv", "summary.csv", "comparisons.csv", "report.md")
 
 
 def recipe(tmp_path, root):
-    data = {
-        "name": "interrupt",
-        "data": {
-            "pretrain": {"kind": "manifest", "root": str(root)},
-            "pathologies": ["Cardiomegaly", "Edema"],
-        },
-        "encoder": {"name": "resnet18", "image_size": 32},
-        "objectives": [
-            {
-                "name": "captioning",
-                "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1},
-                "train": {"max_steps": 16, "batch_size": 4, "checkpoint_every": 2, "log_every": 1},
-            },
-            {"name": "random"},
-        ],
-        "evaluation": {"budgets": [4, 8], "seeds": 2, "bootstrap": 50},
-    }
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    train = {"max_steps": 16, "batch_size": 4, "checkpoint_every": 2, "log_every": 1}
+    objectives = [{"name": "captioning", "params": TINY_CAPTIONING, "train": train}, {"name": "random"}]
+    evaluation = {"budgets": [4, 8], "seeds": 2, "bootstrap": 50}
+    return write_tiny_recipe(tmp_path / "r.yaml", root, objectives, evaluation, "interrupt")
 
 
 def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):

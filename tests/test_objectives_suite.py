@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import write_tiny_recipe
 
 from radtex_bench.encoders import Encoder
 from radtex_bench.errors import UserError
@@ -113,7 +114,6 @@ def test_supervised_refuses_unlabelled_data(tmp_path):
 def test_supervised_sees_only_pretraining_split_labels(tmp_path, monkeypatch):
     import json
 
-    import yaml
     from conftest import write_manifest
 
     from radtex_bench.cli import main
@@ -129,17 +129,9 @@ def test_supervised_sees_only_pretraining_split_labels(tmp_path, monkeypatch):
 
     monkeypatch.setattr(SupervisedObjective, "setup", spy)
     write_manifest(tmp_path / "ds", n=40)
-    recipe = {
-        "name": "sup",
-        "data": {
-            "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
-            "pathologies": ["Cardiomegaly", "Edema"],
-        },
-        "encoder": {"name": "resnet18", "image_size": 32},
-        "objectives": [{"name": "supervised", "train": {"max_steps": 1, "batch_size": 4}}],
-        "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 0},
-    }
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    objectives = [{"name": "supervised", "train": {"max_steps": 1, "batch_size": 4}}]
+    evaluation = {"budgets": [4], "seeds": 1, "bootstrap": 0}
+    write_tiny_recipe(tmp_path / "r.yaml", tmp_path / "ds", objectives, evaluation, "sup")
     assert main(["--quiet", "run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")]) == 0
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     held_out = set(splits["val"]) | set(splits["test"])

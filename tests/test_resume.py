@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from conftest import TINY_CAPTIONING, write_tiny_recipe
 from safetensors.torch import load_file
 
 from radtex_bench.config import TrainConfig
@@ -26,26 +26,12 @@ LABELS = ("captioning", "simclr")
 def resume_recipe(tmp_path: Path, root: Path) -> Path:
     """captioning (dropout 0.1) and simclr (random views): 4 steps each, 3 batches per epoch, checkpoints at 2 (mid-epoch) and 4."""
     train = {"max_steps": 4, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "lr": 1e-3}
-    recipe = {
-        "name": "resume",
-        "data": {
-            "pretrain": {"kind": "manifest", "root": str(root)},
-            "pathologies": ["Cardiomegaly", "Edema"],
-        },
-        "encoder": {"name": "resnet18", "image_size": 32},
-        "objectives": [
-            {
-                "name": "captioning",
-                "params": {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1, "dropout": 0.1},
-                "train": train,
-            },
-            {"name": "simclr", "params": {"hidden_dim": 64, "projection_dim": 32}, "train": train},
-        ],
-        "evaluation": {"budgets": [4], "seeds": 1, "bootstrap": 10},
-    }
-    path = tmp_path / "resume.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    objectives = [
+        {"name": "captioning", "params": {**TINY_CAPTIONING, "dropout": 0.1}, "train": train},
+        {"name": "simclr", "params": {"hidden_dim": 64, "projection_dim": 32}, "train": train},
+    ]
+    evaluation = {"budgets": [4], "seeds": 1, "bootstrap": 10}
+    return write_tiny_recipe(tmp_path / "resume.yaml", root, objectives, evaluation, "resume")
 
 
 def launch(recipe: Path, out: Path, resume: bool = False) -> subprocess.Popen:
