@@ -43,13 +43,13 @@ class SyntheticDataset(DatasetKind):
         return cache_root() / "synthetic" / f"v{GENERATOR_VERSION}-n{o.n}-s{o.size}-seed{o.seed}"
 
     def read(self) -> ImageTable:
-        from .synthetic import generate_synthetic, generator_params, stored_params
+        from .synthetic import generate_synthetic, generator_params, same_params, stored_params
 
         o = self.options
         folder = self.folder()
         stored = stored_params(folder) if o.root else None
         wanted = generator_params(o.n, o.size, o.seed)
-        if stored and any(stored.get(k) != v for k, v in wanted.items()):
+        if stored and not same_params(stored, wanted):
             # A folder the user named is data, not a cache: never regenerate it behind their back.
             have = ", ".join(f"{k}: {stored.get(k)}" for k in ("n", "size", "seed"))
             want = ", ".join(f"{k}: {wanted[k]}" for k in ("n", "size", "seed"))

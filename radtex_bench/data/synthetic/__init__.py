@@ -31,7 +31,14 @@ from .sampling import SPLIT_FRACTIONS
 from .sampling import _apply_to_anatomy as _apply_to_anatomy  # reachable for tests
 from .sampling import _sample_patient as _sample_patient  # reachable for tests
 from .wording import HEDGE_CUES
-from .writer import GENERATOR_VERSION, MANIFEST_COLUMNS, generate_synthetic, generator_params, stored_params
+from .writer import (
+    GENERATOR_VERSION,
+    MANIFEST_COLUMNS,
+    generate_synthetic,
+    generator_params,
+    same_params,
+    stored_params,
+)
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -45,5 +52,6 @@ __all__ = [
     "Study",
     "generate_synthetic",
     "generator_params",
+    "same_params",
     "stored_params",
 ]

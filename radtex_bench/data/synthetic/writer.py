@@ -115,11 +115,14 @@ def _read_params(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def same_params(stored: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether a stored ``synthetic.json`` describes the dataset :func:`generator_params` names."""
+    return all(stored.get(k) == v for k, v in params.items())
+
+
 def _is_complete(out: Path, params: dict[str, Any]) -> bool:
     stored = stored_params(out)
-    if not stored:
-        return False
-    return all(stored.get(k) == v for k, v in params.items())
+    return bool(stored) and same_params(stored, params)
 
 
 def _is_replaceable(out: Path) -> bool:
