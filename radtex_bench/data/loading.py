@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from .columns import files_present
 from .kinds import DatasetSpec
 from .splits import assign_patient_splits, check_patient_disjoint
 from .table import ImageTable
+
+if TYPE_CHECKING:
+    from .cache import PixelCache
 
 log = logging.getLogger("radtex_bench")
 
@@ -82,18 +86,20 @@ def _check_images(
     image_size: int | None = None,
     where: str = "data.pretrain",
 ) -> ImageTable:
-    if spec.options.cache and image_size:
+    cache = None
+    if spec.options.cache:
         from .cache import PixelCache
 
-        cached = PixelCache.open(Path(spec.options.cache)).size
-        if cached < image_size:
+        cache = PixelCache.open(Path(spec.options.cache))
+        cached = cache.size
+        if image_size and cached < image_size:
             # Upsampling a small cache would silently train on blurred images.
             raise DataError(
                 f"{where}.cache: {spec.options.cache} holds {cached} px images, smaller than "
                 f"encoder.image_size {image_size}; prepare the cache again with --size {image_size} "
                 "(or larger), or lower encoder.image_size"
             )
-    table = _check_present(table, spec, on_bad_image, source)
+    table = _check_present(table, on_bad_image, source, cache, spec.options.cache)
     if on_bad_image == "skip" and not spec.options.cache:
         # Skipping must happen before training, so every objective sees the same images; decoding
         # everything once is the price (a `prepare` cache has already dropped unreadable images).
@@ -109,13 +115,12 @@ def _check_images(
     return table
 
 
-def _check_present(table: ImageTable, spec: DatasetSpec, on_bad_image: str, source: str) -> ImageTable:
-    if spec.options.cache:
-        from .cache import PixelCache
-
-        cache = PixelCache.open(Path(spec.options.cache))
+def _check_present(
+    table: ImageTable, on_bad_image: str, source: str, cache: PixelCache | None, cache_name: str | None
+) -> ImageTable:
+    if cache is not None:
         present = np.array([cache.has(i) for i in table.image_ids], dtype=bool)
-        what = f"missing from the cache {spec.options.cache}"
+        what = f"missing from the cache {cache_name}"
     else:
         present = files_present(table.frame["path"])
         what = "not found"
