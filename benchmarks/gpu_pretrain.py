@@ -185,7 +185,7 @@ def sync(device: torch.device) -> None:
 def bench_objective(recipe, spec, table, device: torch.device, args: argparse.Namespace, work: Path) -> dict:
     """Train ``spec`` for warmup + steps; time the last ``steps`` between two device synchronisations."""
     from radtex_bench.engine.distributed import DistInfo
-    from radtex_bench.engine.pretrain import build_objective, build_trainer
+    from radtex_bench.engine.pretrain import PretrainingData, build_objective, build_trainer
 
     marks: dict[str, float] = {}
     sampler = UtilisationSampler(device)
@@ -203,13 +203,14 @@ def bench_objective(recipe, spec, table, device: torch.device, args: argparse.Na
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     out_dir = work / "runs" / spec.label
-    objective = build_objective(recipe, spec, table, out_dir, DistInfo())
+    data = PretrainingData.of(recipe, spec, table)
+    objective = build_objective(recipe, spec, data, out_dir, DistInfo())
     device_views = {"auto": None, "device": True, "workers": False}[args.views]
     trainer = build_trainer(
         recipe,
         spec,
         objective,
-        table,
+        data,
         out_dir,
         device,
         DistInfo(),

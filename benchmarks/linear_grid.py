@@ -23,7 +23,7 @@ from radtex_bench.data.loading import load_table
 from radtex_bench.encoders import file_sha256, save_encoder
 from radtex_bench.engine.pretrain import initial_encoder
 from radtex_bench.evaluation.data import build_eval_data, draw_subsets
-from radtex_bench.evaluation.evaluator import Evaluator
+from radtex_bench.evaluation.evaluator import Evaluator, build_protocols
 
 
 def main() -> None:
@@ -52,12 +52,16 @@ def main() -> None:
         encoder = initial_encoder(recipe)
         path = Path(tmp) / "encoder.safetensors"
         save_encoder(encoder, path)
-        evaluator = Evaluator(recipe, Path(tmp), data, subsets, device)
+        protocols = build_protocols(
+            ("linear",), recipe.evaluation.sections, data, recipe.seed, device, 128, 0
+        )
+        evaluator = Evaluator(Path(tmp), data, subsets, protocols, device)
         start = time.perf_counter()
         evaluator.features("random", path, file_sha256(path))  # one pass, cached on disk like in a run
         extraction_s = time.perf_counter() - start
         start = time.perf_counter()
-        cells = evaluator.evaluate("random", path)  # reuses the cached features: every probe of the grid
+        # reuses the cached features: every probe of the grid
+        cells = evaluator.evaluate(evaluator.encoder_under_test("random", path))
         grid_s = time.perf_counter() - start
     n_probes = len(cells) * len(data.pathologies)
     print(

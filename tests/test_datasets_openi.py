@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from radtex_bench.data.kinds import DatasetSpec
+from radtex_bench.data.kinds.openi import mesh_labels
 from radtex_bench.data.labels import CHEXPERT_14
 from radtex_bench.data.loading import load_table
-from radtex_bench.data.openi import mesh_labels
+from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 
@@ -208,8 +208,9 @@ def test_tgz_reads_like_the_unpacked_folder(openi_root, tmp_path):
 def test_without_metadata_views_are_unknown(tmp_path):
     root = make_openi(tmp_path / "o", metadata=False)
     assert set(read(root).frame["view"]) == {""}
-    with pytest.raises(DataError, match="views"):
-        load_table(DatasetSpec.from_plain({"kind": "openi", "root": str(root)}, "data"))
+    # No view information at all: the default `views: [PA, AP]` does not filter (issue 11, kind 9).
+    default = load_table(DatasetSpec.from_plain({"kind": "openi", "root": str(root)}, "data"))
+    assert len(default) == len(read(root))
     table = load_table(DatasetSpec.from_plain({"kind": "openi", "root": str(root), "views": None}, "data"))
     assert set(table.frame["split"]) == {"train", "validate", "test"}
 

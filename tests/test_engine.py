@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from radtex_bench.config import TrainConfig
-from radtex_bench.data.pipeline import RadiographDataset, ViewAugment, collate
+from radtex_bench.data.augment import ViewAugment
+from radtex_bench.data.pipeline import RadiographDataset, collate
 from radtex_bench.engine.distributed import DistInfo
 from radtex_bench.engine.optim import param_groups, warmup_cosine
 from radtex_bench.engine.trainer import Trainer
 from radtex_bench.errors import Interrupted
+from radtex_bench.objectives import Objective
 
 IDENTITY = [
     0.0,
@@ -55,14 +57,13 @@ class TinyEncoder(torch.nn.Module):
         return self.body(images)  # [B, out_dim]
 
 
-class Regression(torch.nn.Module):
+class Regression(Objective):
     """A loss that is a mean over rows (as every objective's is), no BatchNorm, no randomness."""
 
     needs = {"image"}
 
     def __init__(self) -> None:
-        super().__init__()
-        self.encoder = TinyEncoder()
+        super().__init__(TinyEncoder())
         self.head = torch.nn.Linear(4, 1)
 
     def forward(self, batch: dict) -> dict:

@@ -6,11 +6,11 @@ import torch
 import torchvision
 from conftest import write_tiny_recipe
 
+from radtex_bench.data.augment import XrayAugment
 from radtex_bench.encoders import Encoder
 from radtex_bench.errors import UserError
 from radtex_bench.objectives import OBJECTIVES, SetupContext
 from radtex_bench.objectives.imagenet import imagenet_weights_file
-from radtex_bench.objectives.simclr import xray_view_transform
 
 
 def ctx(tmp_path, labels=None):
@@ -26,7 +26,7 @@ def ctx(tmp_path, labels=None):
 
 
 def test_simclr_views_are_uint8_reproducible_and_unflipped():
-    transform = xray_view_transform(32)
+    transform = XrayAugment().per_image(32)
     image = torch.arange(48 * 40, dtype=torch.int64).reshape(1, 48, 40).remainder(256).to(torch.uint8)
     torch.manual_seed(1)
     a = transform(image)
@@ -37,7 +37,7 @@ def test_simclr_views_are_uint8_reproducible_and_unflipped():
     names = [type(t).__name__ for t in transform.transforms]
     assert "RandomHorizontalFlip" not in names and "ColorJitter" in names
     assert "RandomHorizontalFlip" in [
-        type(t).__name__ for t in xray_view_transform(32, horizontal_flip=True).transforms
+        type(t).__name__ for t in XrayAugment(horizontal_flip=True).per_image(32).transforms
     ]
 
 

@@ -186,3 +186,56 @@ def test_internal_error_exits_1_with_traceback_in_run_log(tmp_path, monkeypatch,
     assert "Traceback" in log and "a bug in the objective" in log
     assert main(["--debug", "--quiet", "run", str(path), "--out", str(tmp_path / "run2")]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+EVALUATION_DOCS = Path(__file__).resolve().parents[1] / "docs" / "evaluation.md"
+
+
+def test_a_plugin_protocol_from_the_docs_runs_from_a_recipe(tmp_path, monkeypatch, capsys):
+    from conftest import write_manifest
+
+    from radtex_bench.evaluation.protocols import PROTOCOLS
+
+    section = EVALUATION_DOCS.read_text().split("## Writing your own protocol", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "docs_example_protocols.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_manifest(tmp_path / "ds", n=40)
+    recipe = {
+        "name": "plugin-protocol",
+        "plugins": ["docs_example_protocols"],
+        "data": {
+            "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
+            "pathologies": ["Cardiomegaly"],
+        },
+        "encoder": {"name": "resnet18", "image_size": 32},
+        "objectives": [{"name": "random"}],
+        "evaluation": {
+            "budgets": [6],
+            "seeds": 1,
+            "bootstrap": 0,
+            "protocols": ["linear", "centroid"],
+            "centroid": {"shrink": 0.5},
+        },
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["--quiet", "run", str(path), "--out", str(tmp_path / "run")]) == 0
+    summary = (tmp_path / "run" / "summary.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in summary[1:]] == ["linear", "centroid"]  # the recipe's order
+    assert "centroid: {shrink: 0.5}" in (tmp_path / "run" / "recipe.yaml").read_text()
+    capsys.readouterr()
+    assert main(["list", "protocols", "--json", "--plugin", "docs_example_protocols"]) == 0
+    assert "centroid" in json.loads(capsys.readouterr().out)
+    # its settings section is validated like any recipe key
+    recipe["evaluation"]["centroid"] = {"shrink": 2.0}
+    with pytest.raises(UserError, match="evaluation.centroid.shrink: must be <= 1.0"):
+        recipe_from_dict(recipe)
+    PROTOCOLS._items.pop("centroid")  # keep the registry as other tests expect it
+    PROTOCOLS._origin.pop("centroid")
+
+
+def test_list_protocols_json_lists_the_built_ins(capsys):
+    assert main(["list", "protocols", "--json"]) == 0
+    names = json.loads(capsys.readouterr().out)
+    assert {"finetune", "knn", "linear"} <= set(names) and names == sorted(names)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from radtex_bench.config import TrainConfig
 from radtex_bench.engine.distributed import DistInfo
 from radtex_bench.engine.trainer import Trainer
+from radtex_bench.objectives import Objective
 
 LABELS = ("captioning", "simclr")
 
@@ -130,14 +131,13 @@ class TinyEncoder(torch.nn.Module):
         return self.body(images)  # [B, out_dim]
 
 
-class DropoutObjective(torch.nn.Module):
+class DropoutObjective(Objective):
     """Dropout + random views: both random streams a resume must continue exactly."""
 
     needs = {"views"}
 
     def __init__(self) -> None:
-        super().__init__()
-        self.encoder = TinyEncoder()
+        super().__init__(TinyEncoder())
         self.head = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(8, 4))
 
     def forward(self, batch: dict) -> dict:

@@ -91,7 +91,7 @@ def write_radiographs(
 def _subset_manifest(kind: str, root: str, n: int, seed: int, folder: Path) -> Path:
     """A manifest of ``n`` present images of a real dataset (absolute paths, nothing copied)."""
     from ..data.columns import files_present
-    from ..data.kinds import DatasetSpec
+    from ..data.spec import DatasetSpec
     from ..errors import DataError
 
     table = DatasetSpec.from_plain({"kind": kind, "root": root}, "bench").reader("bench").read()
@@ -150,7 +150,7 @@ def run_loader_benchmark(
     import torch
 
     from ..data.cache import prepare
-    from ..data.manifest import ManifestOptions, read_manifest
+    from ..data.kinds.manifest import ManifestOptions, read_manifest
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # the loader is measured, not the model: keep compute threads out of its way

@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..io import write_text
 from ..schema import to_plain
-from .images import DicomSupportMissing, load_square
+from .images import DicomSupportMissing, UnreadableImage, load_square
 
 FORMAT = 1
 META, INDEX, PIXELS, DONE, SKIPPED = "cache.json", "index.csv", "pixels.npy", "done.npy", "skipped.txt"
@@ -124,12 +125,6 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
         ) from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def fingerprint(image_ids: Iterable[str], size: int) -> str:
     digest = hashlib.sha256(f"radtex-cache|{size}|".encode())
     for image_id in image_ids:
@@ -153,10 +148,12 @@ def _decode_chunk(pixels_path: str, size: int, rows: list[int], paths: list[str]
             pixels[row] = load_square(Path(path), size)
         except DicomSupportMissing:
             raise
+        except UnreadableImage as exc:  # the structured reason, as a run's skip list records it
+            failures.append((row, "not found" if exc.missing else f"cannot decode: {exc.reason}"))
         except DataError as exc:
             failures.append((row, str(exc)))
         except Exception as exc:  # a decoder bug on one file must not stop a 377k-image job
-            failures.append((row, f"cannot decode image {path}: {type(exc).__name__}: {exc}"))
+            failures.append((row, f"cannot decode: {type(exc).__name__}: {exc}"))
     pixels.flush()  # on disk before the parent marks these rows done
     return failures
 
@@ -194,7 +191,7 @@ def _create(out: Path, table, meta: dict[str, Any], size: int) -> None:
     ).to_csv(out / INDEX, index=False)
     np.lib.format.open_memmap(out / PIXELS, mode="w+", dtype=np.uint8, shape=(n, size, size)).flush()
     np.lib.format.open_memmap(out / DONE, mode="w+", dtype=np.uint8, shape=(n,)).flush()
-    _write_atomic(out / META, json.dumps(meta, indent=1))
+    write_text(out / META, json.dumps(meta, indent=1))
 
 
 def _open_existing(out: Path, meta: dict[str, Any], old: dict[str, Any]) -> None:
@@ -224,7 +221,7 @@ def prepare(
     ``options`` are the dataset block's keys (``views`` defaults to every view, so one cache serves any
     recipe). Resumable; unreadable images are skipped, counted and listed in ``OUT/skipped.txt``.
     """
-    from .kinds import DatasetSpec
+    from .spec import DatasetSpec
 
     start = time.perf_counter()
     if size < 8:
@@ -234,7 +231,9 @@ def prepare(
         spec = spec.replace(read_reports=False)  # pixels only: MIMIC's 227k report files are not needed
     table = spec.reader("prepare").read()
     if spec.options.views is not None:
-        table = table.take(table.frame["view"].isin(spec.options.views).to_numpy())
+        from .views import filter_views  # the rule a run applies, so the cache holds what it reads
+
+        table = filter_views(table, spec.options.views, f"prepare: {kind} at {root}", "prepare")
     if len(table) == 0:
         raise DataError(f"prepare: {kind} at {root} lists no images; check ROOT")
     out = Path(out).expanduser()
@@ -259,7 +258,7 @@ def prepare(
         _create(out, table, meta, size)
     else:
         _open_existing(out, meta, old)
-        _write_atomic(out / META, json.dumps({**old, "complete": False}, indent=1))
+        write_text(out / META, json.dumps({**old, "complete": False}, indent=1))
 
     done = np.load(out / DONE, mmap_mode="r+")
     pending = np.flatnonzero(done != DECODED)
@@ -269,10 +268,10 @@ def prepare(
 
     skipped_rows = np.flatnonzero(done == UNREADABLE)
     lines = [f"{paths[r]}\t{' '.join(reasons.get(int(r), 'unreadable').split())}" for r in skipped_rows]
-    _write_atomic(out / SKIPPED, "".join(line + "\n" for line in lines))
+    write_text(out / SKIPPED, "".join(line + "\n" for line in lines))
     cached = int((done == DECODED).sum())
     meta.update(complete=True, cached=cached, skipped=len(skipped_rows))
-    _write_atomic(out / META, json.dumps(meta, indent=1))
+    write_text(out / META, json.dumps(meta, indent=1))
     return PrepareResult(
         str(out),
         kind,

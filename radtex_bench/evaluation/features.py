@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ..data.pipeline import PixelSource, RadiographDataset, collate, to_model_input
 from ..data.table import ImageTable
 from ..encoders import Encoder
-from ..io import atomic_path
-from ..ui import progress
+from ..engine.inference import predict
+from ..io import atomic_path, save_npz
 
 log = logging.getLogger("radtex_bench")
 
@@ -28,7 +26,6 @@ def table_fingerprint(table: ImageTable, image_size: int, cache: str | None) -> 
     return digest.hexdigest()
 
 
-@torch.no_grad()
 def extract_features(
     encoder: Encoder,
     table: ImageTable,
@@ -41,26 +38,11 @@ def extract_features(
 ) -> np.ndarray:
     """Pooled encoder features ``[N, D]`` (float32) of every image of ``table``, in table order."""
     encoder = encoder.to(device).eval()
-    dataset = RadiographDataset(PixelSource(table, image_size, cache), needs=["image"])
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
+    if device.type == "cuda":
+        encoder.to(memory_format=torch.channels_last)
+    return predict(
+        encoder, encoder.out_dim, table, image_size, device, batch_size, cache, workers, description
     )
-    out = np.empty((len(table), encoder.out_dim), dtype=np.float32)
-    amp = device.type == "cuda"
-    with progress() as bar:
-        task = bar.add_task(description, total=len(table), info="")
-        for batch in loader:
-            images = to_model_input(batch["image"], device, channels_last=device.type == "cuda")
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                feats = encoder(images)  # [B, D]
-            out[batch["index"].numpy()] = feats.float().cpu().numpy()
-            bar.advance(task, len(batch["index"]))
-    return out
 
 
 def cached_features(path: Path, weights_hash: str, fingerprint: str, compute) -> np.ndarray:
@@ -76,5 +58,5 @@ def cached_features(path: Path, weights_hash: str, fingerprint: str, compute) ->
     features = compute()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, features=features, weights=weights_hash, fingerprint=fingerprint)
+            save_npz(f, features=features, weights=weights_hash, fingerprint=fingerprint)
     return features

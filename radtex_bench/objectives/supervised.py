@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..losses import masked_bce
+from ..schema import Fraction
 from .base import Objective, SetupContext, register_objective
 
 
@@ -23,7 +24,7 @@ from .base import Objective, SetupContext, register_objective
 class SupervisedObjective(Objective):
     needs = {"image", "labels"}
 
-    def __init__(self, encoder: nn.Module, dropout: float = 0.0, balance: bool = False):
+    def __init__(self, encoder: nn.Module, dropout: Fraction = 0.0, balance: bool = False):
         super().__init__(encoder)
         self.dropout = nn.Dropout(dropout)
         self.balance = balance
@@ -49,10 +50,4 @@ class SupervisedObjective(Objective):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         logits = self.head(self.dropout(self.encoder(batch["image"])))  # [B, P]
-        labels = batch["labels"]  # [B, P], NaN = missing
-        mask = ~torch.isnan(labels)
-        losses = F.binary_cross_entropy_with_logits(
-            logits.float(), torch.nan_to_num(labels), reduction="none", pos_weight=self.pos_weight
-        )  # [B, P]
-        loss = (losses * mask).sum() / mask.sum().clamp(min=1)
-        return {"loss": loss}
+        return {"loss": masked_bce(logits, batch["labels"], self.pos_weight)}  # labels [B, P], NaN = missing

@@ -33,12 +33,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..schema import option
-from .columns import carve_patients, dataset_folder, join_image_paths, read_table, require_columns
-from .kinds import DatasetKind, DatasetOptions, register_dataset
-from .labels import canonical_name, label_matrix
-from .table import ImageTable
+from ...errors import DataError
+from ...schema import option
+from ..columns import carve_patients, dataset_folder, join_image_paths, read_table, require_columns
+from ..labels import canonical_name, label_matrix
+from ..table import ImageTable
+from .base import DatasetKind, DatasetOptions, register_dataset
 
 _META = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
 _TEST_FILES = ("test.csv", "test_labels.csv")

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..schema import option
-from .columns import join_image_paths, normalise_views
-from .kinds import DatasetKind, DatasetOptions, register_dataset
-from .labels import canonical_name, label_matrix
-from .splits import normalise_split
-from .table import ImageTable
+from ...errors import DataError
+from ...schema import option
+from ..columns import join_image_paths, normalise_views
+from ..labels import canonical_name, label_matrix
+from ..splits import normalise_split
+from ..table import ImageTable
+from .base import DatasetKind, DatasetOptions, register_dataset
 
 REQUIRED = ("image_path", "patient_id")
 OPTIONAL = ("image_id", "study_id", "view", "split", "report")

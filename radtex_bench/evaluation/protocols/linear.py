@@ -8,12 +8,13 @@ validation split (never on test); the chosen probe then scores the test split.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
-from .stats import auroc
+from ..stats import auroc
+from .base import Cell, CellTask, Protocol, register_protocol
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FALLBACK_C = 1e-2  # used when the validation split lacks a class for a pathology
@@ -29,7 +30,10 @@ class Standardiser:
         return (x - self.mean) / self.std
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, model: LogisticRegression | None) -> LogisticRegression:
+def _fit(x: np.ndarray, y: np.ndarray, c: float, model=None):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     if model is None:
         model = LogisticRegression(C=c, max_iter=2000, tol=1e-4, warm_start=True)
     model.set_params(C=c)
@@ -67,3 +71,40 @@ def probe_pathology(
         model = _fit(x, y, best_c, None)
         coef, intercept = model.coef_, model.intercept_
     return test_x @ coef[0] + intercept[0], best_c
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """The linear probe has no settings: C is chosen on validation from :data:`C_GRID`."""
+
+
+@register_protocol("linear")
+class LinearProtocol(Protocol):
+    """Logistic-regression probe per pathology on frozen, standardised features (C chosen on validation)."""
+
+    Config = LinearConfig
+    uses_features = True
+    description = "logistic-regression probe per pathology on frozen features (C chosen on validation)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._scalers: dict[str, Standardiser] = {}
+
+    def run(self, task: CellTask) -> Cell:
+        d = self.data
+        features = task.encoder.features()  # [N, D]
+        if task.encoder.label not in self._scalers:
+            self._scalers[task.encoder.label] = Standardiser(features[d.pool])
+        scale = self._scalers[task.encoder.label]
+        val_x, test_x = scale(features[d.val]), scale(features[d.test])
+
+        def fit(j: int, known: np.ndarray) -> np.ndarray | None:
+            scores, _ = probe_pathology(
+                scale(features[known]), d.labels[known, j], val_x, d.labels[d.val, j], test_x
+            )
+            return scores
+
+        # Probes are many small BLAS calls: one thread each is ~10x faster than a thread pool that
+        # thrashes (and frees the other cores for anything else running).
+        with threadpool_limits(1):
+            return self.cell(task, self.per_pathology(task.rows, fit))

@@ -1,23 +1,22 @@
-"""Dataset kinds: the registry, the options every kind shares, and the recipe's dataset block.
+"""The base of dataset kinds: :class:`DatasetKind`, the options every kind shares, and the registry.
 
 A kind reads one dataset in the layout it ships in and returns an :class:`ImageTable` holding every
 listed image (all views, the official split when there is one). What every kind then needs (view
 filter, patient-level splits, report sections, missing-image policy) happens once, in
-:func:`radtex_bench.data.loading.load_table`.
+:func:`radtex_bench.data.loading.load_table`. A recipe's dataset block is a
+:class:`radtex_bench.data.spec.DatasetSpec`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..errors import ConfigError
-from ..registry import Registry
-from ..schema import build, option, to_plain
-from .table import ImageTable
+from ...errors import ConfigError
+from ...registry import Registry
+from ...schema import option
+from ..table import ImageTable
 
 ReportSection = Literal["findings", "impression", "both", "full"]
 
@@ -31,7 +30,7 @@ class DatasetOptions:
     cache: str | None = option(None, help="a `radtex-bench prepare` output folder to read pixels from")
     report_section: ReportSection = option("both", help="findings | impression | both | full")
     drop_prior: bool = option(False, help="drop sentences that refer to prior studies")
-    split_seed: int = option(0, help="seed of the patient-level split when no official split exists")
+    split_seed: int = option(0, ge=0, help="seed of the patient-level split when no official split exists")
     split_fractions: tuple[float, ...] = option(
         (0.7, 0.1, 0.2), ge=0.0, help="train / validate / test fractions of patients when no official split"
     )
@@ -79,40 +78,3 @@ def register_dataset(name: str):
         return DATASETS.register(name)(cls)
 
     return decorator
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A recipe's dataset block: ``{kind: ..., <the kind's options>}``."""
-
-    kind: str
-    options: Any
-
-    @classmethod
-    def from_plain(cls, value: Any, where: str) -> DatasetSpec:
-        from . import builtin_kinds  # noqa: F401  (registers the built-in kinds)
-
-        if isinstance(value, DatasetSpec):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(where, f"expected a mapping with a `kind` key, got {value!r}")
-        if "kind" not in value:
-            raise ConfigError(f"{where}.kind", f"required; one of {', '.join(DATASETS.names())}")
-        kind = value["kind"]
-        if not isinstance(kind, str):
-            raise ConfigError(f"{where}.kind", f"expected a string, got {kind!r}")
-        try:
-            kind_cls = DATASETS.get(kind)
-        except Exception as exc:
-            raise ConfigError(f"{where}.kind", str(exc)) from None
-        rest = {k: v for k, v in value.items() if k != "kind"}
-        return cls(kind=kind, options=build(kind_cls.Options, rest, where))
-
-    def to_plain(self) -> dict[str, Any]:
-        return {"kind": self.kind, **to_plain(self.options)}
-
-    def replace(self, **changes: Any) -> DatasetSpec:
-        return DatasetSpec(self.kind, dataclasses.replace(self.options, **changes))
-
-    def reader(self, where: str = "data") -> DatasetKind:
-        return DATASETS.get(self.kind)(self.options, where)

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..schema import option
-from .columns import (
+from ...errors import DataError
+from ...schema import option
+from ..columns import (
     carve_patients,
     dataset_folder,
     first_existing,
@@ -43,8 +43,8 @@ from .columns import (
     read_table,
     require_columns,
 )
-from .kinds import DatasetKind, DatasetOptions, register_dataset
-from .table import ImageTable
+from ..table import ImageTable
+from .base import DatasetKind, DatasetOptions, register_dataset
 
 #: NIH label -> name used here (CheXpert's where the finding is the same).
 NIH_LABELS = {

@@ -32,12 +32,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..schema import option
-from .columns import dataset_folder, first_existing, normalise_views, read_table, require_columns
-from .kinds import DatasetKind, DatasetOptions, register_dataset
-from .labels import canonical_name, label_matrix
-from .table import SPLITS, ImageTable
+from ...errors import DataError
+from ...schema import option
+from ..columns import dataset_folder, first_existing, normalise_views, read_table, require_columns
+from ..labels import canonical_name, label_matrix
+from ..table import SPLITS, ImageTable
+from .base import DatasetKind, DatasetOptions, register_dataset
 
 log = logging.getLogger("radtex_bench")
 

@@ -35,12 +35,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..schema import option
-from .columns import dataset_folder, first_existing, normalise_views, read_table, require_columns
-from .kinds import DatasetKind, DatasetOptions, register_dataset
-from .labels import CHEXPERT_14, NEGATIVE, POSITIVE
-from .table import ImageTable
+from ...errors import DataError
+from ...schema import option
+from ..columns import dataset_folder, first_existing, normalise_views, read_table, require_columns
+from ..labels import CHEXPERT_14, NEGATIVE, POSITIVE
+from ..table import ImageTable
+from .base import DatasetKind, DatasetOptions, register_dataset
 
 #: MeSH major term (lower case) -> CheXpert label.
 MESH_TERMS = {
