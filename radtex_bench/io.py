@@ -1,4 +1,7 @@
-"""Atomic file writes: a reader never sees half a file, a crash never leaves one behind."""
+"""Atomic, byte-reproducible file writes: a reader never sees half a file, a crash never leaves one
+behind, and the same content always gives the same bytes (no timestamps, no hash-map key order), so two
+runs of one recipe can be compared file by file and caches keyed by a file's SHA-256 hit.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import csv
 import io
 import json
 import os
+import struct
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import UserError
 
@@ -74,3 +79,51 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+#: The zip entry time of every ``.npz`` member: the earliest a zip can hold (1980-01-01 00:00:00).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(target: Path | IO[bytes], **arrays: Any) -> None:
+    """``np.savez(target, **arrays)`` with byte-reproducible output; atomic when ``target`` is a path.
+
+    ``np.savez`` stamps every zip member with the current local time, so two saves of equal arrays
+    differ. Here each member (``<name>.npy``, in keyword order, stored uncompressed as ``np.savez`` does)
+    carries :data:`_ZIP_EPOCH` and fixed permissions; everything else is what ``np.savez`` writes
+    (object arrays are pickled as it does), so ``np.load`` reads it unchanged. ``target`` may also be a binary file object opened for writing (e.g. inside :func:`atomic_path`).
+    """
+    import numpy as np
+
+    if isinstance(target, (str, os.PathLike)):
+        with atomic_path(Path(target)) as tmp, open(tmp, "wb") as f:
+            save_npz(f, **arrays)
+        return
+    with zipfile.ZipFile(target, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16  # -rw-r--r--, whatever the umask
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
+
+
+def canonical_safetensors(raw: bytes) -> bytes:
+    """The same safetensors file with a canonical header: metadata keys sorted, tensors in data order.
+
+    safetensors' writer serialises ``__metadata__`` from a hash map, so its key order (and hence the
+    file's bytes and SHA-256) changes from one save to the next. Format (huggingface/safetensors,
+    "Format"): 8 bytes little-endian u64 ``N``, then ``N`` bytes of UTF-8 JSON starting with ``{`` and
+    possibly right-padded with spaces (0x20), then the tensor bytes, addressed by each entry's
+    ``data_offsets`` relative to the end of the header. Only the JSON changes here (compact separators,
+    padded with spaces so the data starts at a multiple of 8 bytes as the writer aligns it); the tensor
+    bytes and offsets are untouched.
+    """
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+    meta = header.pop("__metadata__", None)
+    canonical: dict[str, Any] = {} if meta is None else {"__metadata__": dict(sorted(meta.items()))}
+    canonical.update(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"], kv[0])))
+    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]

@@ -95,6 +95,10 @@ def build_dataset(kind: str, root: Path) -> None:
         rows = _rows(root)
         j = rows[0].index("Edema")
         _write(root, [rows[0]] + [r[:j] + ["0"] + r[j + 1 :] for r in rows[1:]])
+    elif kind == "all_positive_edema":
+        rows = _rows(root)
+        j = rows[0].index("Edema")
+        _write(root, [rows[0]] + [r[:j] + ["1"] + r[j + 1 :] for r in rows[1:]])
     elif kind == "partial_split":
         _add_column(
             root, "split", lambda i: "" if i == 7 else ["train", "train", "validate", "test"][(i // 2) % 4]

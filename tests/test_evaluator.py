@@ -8,8 +8,8 @@ import pytest
 from conftest import write_tiny_recipe
 
 from radtex_bench.cli import main
-from radtex_bench.evaluation.knn import knn_scores
-from radtex_bench.evaluation.linear import probe_pathology
+from radtex_bench.evaluation.protocols.knn import knn_scores
+from radtex_bench.evaluation.protocols.linear import probe_pathology
 from radtex_bench.evaluation.stats import auroc
 
 
@@ -65,12 +65,12 @@ def test_resume_reuses_cells_and_features(tmp_path, manifest_dir, monkeypatch):
     stamps = features.stat().st_mtime_ns, cell.stat().st_mtime_ns
     results = (out / "results.csv").read_text()
 
-    import radtex_bench.evaluation.evaluator as evaluator_module
+    import radtex_bench.evaluation.protocols.linear as linear_module
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(evaluator_module, "probe_pathology", fail)
+    monkeypatch.setattr(linear_module, "probe_pathology", fail)
     # More seeds on resume: old cells are reused, only the new seed's cells are computed.
     assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
     assert (features.stat().st_mtime_ns, cell.stat().st_mtime_ns) == stamps
@@ -114,7 +114,8 @@ def test_evaluate_on_another_dataset_with_its_own_pathologies(tmp_path):
     from conftest import write_manifest
 
     write_manifest(tmp_path / "a", n=40, pathologies=("Cardiomegaly", "Edema"))
-    write_manifest(tmp_path / "b", n=60, seed=1, pathologies=("Pneumothorax", "Effusion"))
+    # 80 images: enough that validation holds both classes of each pathology (checked before any work)
+    write_manifest(tmp_path / "b", n=80, seed=1, pathologies=("Pneumothorax", "Effusion"))
     recipe = write_recipe(tmp_path, tmp_path / "a", pathologies=["Pneumothorax", "Pleural Effusion"])
     out = tmp_path / "run"
     assert (

@@ -19,15 +19,21 @@ from ..errors import DataError
 
 #: Projection spellings the datasets use for a lateral view; all become ``LATERAL``.
 LATERAL_ALIASES = ("LATERAL", "LAT", "LL", "RL", "LARGE LATERAL", "XTABLE LATERAL")
+#: Spellings of "the view is not known": they become ``""`` (no view), never a view name, so a CSV
+#: that writes ``?`` or ``unknown`` is treated like one that leaves the cell blank.
+NO_VIEW = ("UNKNOWN", "UNK", "N/A", "NA", "NONE", "NULL", "NAN", "UNSPECIFIED", "NOT AVAILABLE", "NOT KNOWN")
 
 
 def normalise_views(values: pd.Series | Iterable[str]) -> pd.Series:
     """Upper-case, single-spaced view names; every lateral spelling (``LL``, ``RL``, ...) -> ``LATERAL``.
 
-    Other projections (``AP AXIAL``, ``LAO``, ``SWIMMERS``, ...) keep their own name; unknown is ``""``.
+    Other projections (``AP AXIAL``, ``LAO``, ``SWIMMERS``, ...) keep their own name. No view is ``""``:
+    a blank or missing cell, a value without a letter or digit (``?``, ``-``) or a spelling of unknown
+    (:data:`NO_VIEW`: ``unknown``, ``n/a``, ``none``, ...).
     """
     s = pd.Series(values, dtype=object).fillna("").astype(str)
     s = s.str.strip().str.upper().str.replace(r"\s+", " ", regex=True)
+    s = s.where(s.str.contains(r"[A-Z0-9]", regex=True) & ~s.isin(NO_VIEW), "")
     return s.where(~s.isin(LATERAL_ALIASES), "LATERAL")
 
 

@@ -24,6 +24,29 @@ class DicomSupportMissing(DataError):
     """A DICOM file was met but pydicom is not installed (every later DICOM would fail the same way)."""
 
 
+class UnreadableImage(DataError):
+    """One image file that is missing or does not decode (truncated, corrupt, not an image).
+
+    ``path``: the file. ``reason``: the cause on one line, ``"<exception type>: <message>"`` from the
+    decoder (``"OSError: image file is truncated"``), or ``"not found"``. ``missing``: the file does not
+    exist. Skip lists (a run's ``skipped_images.txt``, ``prepare``'s ``skipped.txt``) record ``reason``
+    from here: the message itself ends in a fix hint that holds ``: `` too, so it cannot be parsed back.
+    """
+
+    def __init__(self, path: str | Path, reason: str, missing: bool = False):
+        self.path = str(path)
+        self.reason = " ".join(reason.split()) or "unreadable"
+        self.missing = missing
+        if missing:
+            message = f"image not found: {path}"
+        else:
+            message = (
+                f"cannot decode image {path}: {self.reason}; replace the file, or set "
+                "`data.on_bad_image: skip` to leave unreadable images out"
+            )
+        super().__init__(message)
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """Linearly map an integer or float image's own [min, max] range onto [0, 255]."""
     arr = arr.astype(np.float32)
@@ -88,6 +111,9 @@ def read_grey(path: Path, size_hint: int | None = None) -> np.ndarray:
     16-bit and float images are mapped linearly from their own min/max onto 0-255 (the stored range of
     a radiograph PNG is its window); RGB(A) is converted to luminance; DICOM applies the rescale and
     VOI LUT / window and shows MONOCHROME1 inverted, as radiologists see it.
+
+    Raises :class:`UnreadableImage` for a missing or undecodable file, :class:`DicomSupportMissing`
+    for a DICOM without pydicom installed.
     """
     path = Path(path)
     try:
@@ -103,12 +129,9 @@ def read_grey(path: Path, size_hint: int | None = None) -> np.ndarray:
     except DataError:
         raise
     except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
+        raise UnreadableImage(path, "not found", missing=True) from None
     except Exception as exc:
-        raise DataError(
-            f"cannot decode image {path}: {type(exc).__name__}: {exc}; replace the file, or set "
-            "`data.on_bad_image: skip` to leave unreadable images out"
-        ) from None
+        raise UnreadableImage(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def square(arr: np.ndarray, size: int) -> np.ndarray:

@@ -15,9 +15,10 @@ import numpy as np
 from ..errors import DataError
 from . import reports
 from .columns import files_present
-from .kinds import DatasetSpec
+from .spec import DatasetSpec
 from .splits import assign_patient_splits, check_patient_disjoint
 from .table import ImageTable
+from .views import filter_views
 
 if TYPE_CHECKING:
     from .cache import PixelCache
@@ -39,19 +40,9 @@ def load_table(
     if len(table) == 0:
         raise DataError(f"{source}: the dataset lists no images; check `root`")
 
-    if opts.views is not None:
-        keep = table.frame["view"].isin(opts.views).to_numpy()
-        if not keep.any():
-            found = sorted(set(table.frame["view"]) - {""})
-            raise DataError(
-                f"{source}: no image has a view in {list(opts.views)} (found {found or 'no view information'}); "
-                f"set `{where}.views` to the views you want, or null for all"
-            )
-        table = table.take(keep)
+    table = filter_views(table, opts.views, source, where)
 
-    table.frame["report"] = [
-        reports.extract(t, opts.report_section, opts.drop_prior) for t in table.frame["report"]
-    ]
+    table.frame["report"] = reports.extract_all(table.frame["report"], opts.report_section, opts.drop_prior)
 
     splits = table.frame["split"].to_numpy()
     if (splits == "").all():
@@ -66,15 +57,19 @@ def load_table(
 
 
 def _undecodable(paths: list[str]) -> list[tuple[str, str]]:
-    """(path, reason) of every image that does not decode (truncated, corrupt, not an image)."""
-    from .images import read_grey
+    """(path, reason) of every image that does not decode (truncated, corrupt, not an image).
+
+    The reason is the structured :attr:`UnreadableImage.reason` (``"OSError: image file is truncated"``),
+    the same field ``prepare`` records. A missing pydicom is no property of one image: it propagates.
+    """
+    from .images import UnreadableImage, read_grey
 
     bad = []
     for path in paths:
         try:
             read_grey(path, size_hint=64)
-        except DataError as exc:
-            bad.append((path, str(exc).rsplit(": ", 1)[-1] or "unreadable"))
+        except UnreadableImage as exc:
+            bad.append((path, exc.reason))
     return bad
 
 

@@ -6,9 +6,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from . import reports
 from .columns import files_present
-from .kinds import DatasetSpec
 from .labels import label_counts
+from .spec import DatasetSpec
 from .table import SPLITS
 
 
@@ -16,7 +17,9 @@ def summarise(kind: str, root: str, **options: Any) -> dict[str, Any]:
     """Counts over every listed image (all views).
 
     ``images``: listed and present on disk; ``studies`` / ``patients``: distinct ids over the listed
-    images; ``reports``: images with a non-empty report; ``views``: images per view (unknown views are
+    images; ``reports``: images whose extracted report text is non-empty (:func:`reports.extract_all` with
+    the block's ``report_section`` / ``drop_prior``: exactly what text objectives see, so a report made
+    only of administrative sections does not count); ``views``: images per view (unknown views are
     not counted); ``splits``: only when the dataset ships an official split (as the reader returns it,
     e.g. NIH's validate carved out of train_val_list.txt); ``labels``: per label over listed images.
     """
@@ -30,12 +33,14 @@ def summarise(kind: str, root: str, **options: Any) -> dict[str, Any]:
     table = spec.reader("data").read()
     frame = table.frame
     views = Counter(v for v in frame["view"] if v)
+    # The text objectives' definition of the report, not the raw text (SPEC §6).
+    texts = reports.extract_all(frame["report"], spec.options.report_section, spec.options.drop_prior)
     out: dict[str, Any] = {
         "kind": kind,
         "images": int(files_present(frame["path"]).sum()),
         "studies": int(frame["study_id"].nunique()),
         "patients": int(frame["patient_id"].nunique()),
-        "reports": int((frame["report"].str.strip() != "").sum()),
+        "reports": sum(map(bool, texts)),
         "views": dict(sorted(views.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
     splits = Counter(s for s in frame["split"] if s)

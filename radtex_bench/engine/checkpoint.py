@@ -48,8 +48,10 @@ def _tuples(x: Any) -> Any:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
+    # Through a file object: given a path, torch.save names the archive's root folder after the (random)
+    # temporary file, and equal checkpoints would differ in their bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT_VERSION, **payload}, f)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

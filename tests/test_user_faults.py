@@ -1,0 +1,244 @@
+"""Faults real users hit (issue 11), each as a test whose assertion is the right value.
+
+Recipes that a validation check refuses (one-image batches, temperatures, missing classes, overlap with
+``data.overlap: error``) live in the bad-input corpus (tests/bad_inputs/); this file holds the ones
+that must *work*, and the right values they must give.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import write_manifest, write_tiny_recipe
+
+from radtex_bench.cli import main
+from radtex_bench.config import load_recipe, recipe_from_dict
+from radtex_bench.data.loading import load_table
+from radtex_bench.data.overlap import find_overlap
+from radtex_bench.data.spec import DatasetSpec
+from radtex_bench.encoders import build_encoder
+from radtex_bench.objectives import OBJECTIVES, SetupContext
+
+
+def _blank_split(root):
+    rows = list(csv.reader(open(root / "manifest.csv")))
+    return rows
+
+
+# -- (1) pretraining never sees the evaluation validation/test images -------------------------------
+
+
+def test_overlapping_evaluation_images_are_left_out_of_pretraining(tmp_path, manifest_dir):
+    """Case 11: pretrain and evaluate on the same manifest, the evaluation split asking for more test."""
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        manifest_dir,
+        [{"name": "supervised", "train": {"epochs": 1, "max_steps": 1, "batch_size": 4}}],
+        {"budgets": [4], "seeds": 1, "bootstrap": 10},
+        "overlap",
+    )
+    raw = yaml.safe_load(recipe.read_text())
+    raw["data"]["evaluate"] = {
+        "kind": "manifest",
+        "root": str(manifest_dir),
+        "split_fractions": [0.5, 0.1, 0.4],
+    }
+    recipe.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+
+    used = list(csv.DictReader(open(out / "pretrain" / "images.csv")))
+    splits = json.loads((out / "splits.json").read_text())
+    held_out = set(splits["val"]) | set(splits["test"])
+    assert used and not {row["image_id"] for row in used} & held_out  # no evaluation image was pretrained on
+    # ... nor any image of an evaluation patient
+    table = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(manifest_dir)}, "d"))
+    patient = dict(zip(table.image_ids, table.patient_ids))
+    assert not {patient[r["image_id"]] for r in used} & {patient[i] for i in held_out}
+    assert all(r["path"].startswith("/") for r in used)  # resolved absolute paths, auditable alone
+
+    overlap = json.loads((out / "pretrain" / "overlap.json").read_text())
+    assert overlap["shared_images"] > 0 and overlap["excluded_images"] >= overlap["shared_images"]
+    assert "left out of pretraining" in (out / "run.log").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Evaluation images left out of pretraining" in report
+    assert f"{overlap['excluded_images']} image(s) were left out" in report
+
+
+def test_overlap_by_path_across_datasets(tmp_path):
+    """Two manifests (different datasets) listing the same files: matched by resolved path."""
+    write_manifest(tmp_path / "a", n=20)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "images").symlink_to(tmp_path / "a" / "images")  # same files, other dataset root
+    (tmp_path / "b" / "manifest.csv").write_text((tmp_path / "a" / "manifest.csv").read_text())
+    a = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(tmp_path / "a")}, "a"))
+    b = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(tmp_path / "b")}, "b"))
+    held = np.array([0, 5, 7])
+    overlap = find_overlap(a, b, held)
+    assert overlap.images == 3 and overlap.patients == 0 and "resolved file path" in overlap.by
+    assert set(np.flatnonzero(overlap.drop)) == {0, 5, 7}
+
+
+def test_default_evaluation_has_no_overlap(tmp_path, manifest_dir):
+    table = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(manifest_dir)}, "d"))
+    train = table.take(table.split_rows("train"))
+    held = np.concatenate([table.split_rows("validate"), table.split_rows("test")])
+    assert not find_overlap(train, table, held).found
+
+
+# -- (3) a metric the data cannot define is never averaged away silently -----------------------------
+
+
+def test_cells_a_subset_cannot_score_are_listed_in_the_report(tmp_path, manifest_dir):
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        manifest_dir,
+        [{"name": "random"}],
+        {"budgets": [2], "seeds": 2, "bootstrap": 0},
+        "gaps",
+    )
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+    results = list(csv.DictReader(open(out / "results.csv")))
+    gaps = {(r["pathology"], r["seed"]) for r in results if r["auc"] == ""}
+    assert gaps  # two images cannot hold both classes of both pathologies in every seed
+    report = (out / "report.md").read_text()
+    assert "## Pathologies a labelled subset could not score" in report
+    for pathology, _seed in gaps:
+        assert f"| random | linear | 2 | {pathology} |" in report
+
+
+# -- (5) the CLIP temperature stays learnable at its cap ---------------------------------------------
+
+
+def _clip(tmp_path, **params):
+    cls = OBJECTIVES.get("clip")
+    torch.manual_seed(0)
+    objective = cls(
+        build_encoder("resnet18"), **{"embed_dim": 8, "width": 16, "layers": 1, "heads": 2, **params}
+    )
+    reports = [f"finding {i} in the left lung" for i in range(8)]
+    objective.setup(
+        SetupContext(
+            reports=reports,
+            labels=np.zeros((8, 1), np.float32),
+            pathologies=["A"],
+            out_dir=tmp_path,
+            image_size=32,
+            seed=0,
+        )
+    )
+    return objective, reports
+
+
+def test_clip_temperature_has_a_gradient_above_its_cap_and_is_clamped_after_the_step(tmp_path):
+    objective, reports = _clip(tmp_path, max_logit_scale=100.0)
+    with torch.no_grad():
+        objective.logit_scale.fill_(math.log(150.0))  # training pushed it past the cap
+    out = objective({"image": torch.randn(8, 3, 32, 32), "report": reports})
+    out["loss"].backward()
+    assert objective.logit_scale.grad is not None and objective.logit_scale.grad.abs().item() > 0
+    objective.after_step(1, 10)
+    assert objective.logit_scale.item() == pytest.approx(math.log(100.0))
+
+
+def test_clip_temperature_learns_during_training(tmp_path, manifest_dir):
+    """At the cap from the start, the temperature still moves (it was frozen at 0.01 before)."""
+    clip = {
+        "name": "clip",
+        "params": {
+            "embed_dim": 8,
+            "width": 16,
+            "layers": 1,
+            "heads": 2,
+            "vocab_size": 300,
+            "init_temperature": 0.0101,
+        },
+        "train": {"epochs": 1, "max_steps": 6, "batch_size": 8, "lr": 0.05, "log_every": 1},
+    }
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml", manifest_dir, [clip], {"budgets": [4], "seeds": 1, "bootstrap": 0}, "t"
+    )
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+    temps = [json.loads(line)["temperature"] for line in open(out / "pretrain" / "clip" / "metrics.jsonl")]
+    assert len(set(temps)) > 1 and min(temps) >= 0.01 - 1e-6  # it moves, and never beyond the cap
+
+
+# -- (7) YAML 1.1 scientific notation -----------------------------------------------------------------
+
+
+def test_scientific_notation_is_a_number(tmp_path):
+    """Case 21: `lr: 3e-4` (no dot) is a string to PyYAML; it is read as the float it is."""
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: sci\nobjectives:\n  - name: supervised\n    train: {lr: 3e-4, weight_decay: 1e-4}\n"
+        "  - name: clip\n    params: {init_temperature: 7E-2}\n"
+    )
+    recipe = load_recipe(path)
+    assert recipe.objectives[0].train.lr == 0.0003 and recipe.objectives[0].train.weight_decay == 0.0001
+    assert recipe.objectives[1].params["init_temperature"] == 0.07
+    assert load_recipe(path, ["objectives.0.train.lr=1e-3"]).objectives[0].train.lr == 0.001
+    from radtex_bench.config import dump_recipe
+
+    assert "lr: 0.0003" in dump_recipe(recipe)
+    # still a string where a string is meant, and still refused where it is not a number
+    assert recipe_from_dict({"name": "1e3", "objectives": [{"name": "random"}]}).name == "1e3"
+    with pytest.raises(Exception, match="expected a number, got 'fast'"):
+        load_recipe(path, ["objectives.0.train.lr=fast"])
+    with pytest.raises(Exception, match="expected a finite number"):
+        load_recipe(path, ["objectives.0.train.lr=.inf"])
+
+
+# -- (4) small batches never crash BatchNorm ----------------------------------------------------------
+
+
+def test_smallest_allowed_batches_run(tmp_path, manifest_dir):
+    """batch_size 2 for pretraining (simclr's BatchNorm1d head), budget 2 and fine-tuning batch 2, at 32 px
+    where resnet18's last feature map is 1x1."""
+    simclr = {
+        "name": "simclr",
+        "params": {"hidden_dim": 16, "projection_dim": 8},
+        "train": {"max_steps": 2, "batch_size": 2},
+    }
+    evaluation = {
+        "budgets": [2, 3],
+        "seeds": 1,
+        "bootstrap": 0,
+        "protocols": ["finetune"],
+        "finetune": {"batch_size": 2, "epochs": 1, "min_steps": 1, "patience": 1},
+    }
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", manifest_dir, [simclr], evaluation, "small")
+    assert main(["--quiet", "run", str(recipe), "--out", str(tmp_path / "run")]) == 0
+
+
+def test_a_validation_split_without_a_class_is_shown_in_the_report(tmp_path):
+    """The test metric stays defined, but what validation chooses cannot be chosen: said, not hidden."""
+    root = tmp_path / "ds"
+    write_manifest(root, n=60, splits=True)
+    rows = list(csv.reader(open(root / "manifest.csv")))
+    split, edema = rows[0].index("split"), rows[0].index("Edema")
+    for row in rows[1:]:
+        if row[split] == "validate":
+            row[edema] = "0"  # no validation positive for Edema
+    with open(root / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        root,
+        [{"name": "random"}],
+        {"budgets": [8], "seeds": 1, "bootstrap": 0},
+        "valgap",
+    )
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+    caveats = json.loads((out / "caveats.json").read_text())
+    assert len(caveats) == 1 and "no positive 'Edema' image in the validation split" in caveats[0]
+    assert "## Caveats" in (out / "report.md").read_text()
+    assert "no positive 'Edema' image in the validation split" in (out / "run.log").read_text()
