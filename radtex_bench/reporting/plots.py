@@ -26,34 +26,73 @@ def _save(fig, path: Path) -> None:
 
 
 def auc_vs_budget(summary: pd.DataFrame, path: Path, order: list[str]) -> None:
-    """Macro AUROC against budget (log axis) per objective, with the bootstrap interval as a band."""
+    """Macro AUROC against budget (log axis) per objective, with the bootstrap interval as a band.
+
+    One panel per labelled protocol. Zero-label results (budget 0: ``zeroshot``) cannot sit on a log
+    axis, so each panel shows them left of an axis break (a dotted line), at a tick labelled ``0``, as a
+    star with its interval as an error bar, in the objective's colour.
+    """
     plt = _pyplot()
-    protocols = list(dict.fromkeys(summary["protocol"]))
+    zero = summary[summary["budget"] == 0]
+    curves = summary[summary["budget"] > 0]
+    protocols = list(dict.fromkeys(curves["protocol"])) or [None]
+    colour = {label: f"C{i % 10}" for i, label in enumerate(order)}
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4.2), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
-        part = summary[summary["protocol"] == protocol]
+        part = curves[curves["protocol"] == protocol]
         for label in order:
             rows = part[part["objective"] == label].sort_values("budget")
             if rows.empty:
                 continue
-            line = ax.plot(rows["budget"], rows["macro_auc"], marker="o", label=label)[0]
+            ax.plot(rows["budget"], rows["macro_auc"], marker="o", label=label, color=colour[label])
             if rows["ci_low"].notna().all():
                 ax.fill_between(
                     rows["budget"],
                     rows["ci_low"],
                     rows["ci_high"],
                     alpha=0.18,
-                    color=line.get_color(),
+                    color=colour[label],
                     linewidth=0,
                 )
-        ax.set_xscale("log")
         budgets = sorted(part["budget"].unique())
-        ax.set_xticks(budgets)
-        ax.set_xticklabels([str(b) for b in budgets])
+        ticks, names = list(budgets), [str(b) for b in budgets]
+        if not zero.empty:
+            x0 = budgets[0] / 3.0 if budgets else 1.0
+            shown = [label for label in order if label in set(zero["objective"])]
+            for k, (name, group) in enumerate(zero.groupby("protocol", sort=False)):
+                for i, label in enumerate(shown):
+                    row = group[group["objective"] == label]
+                    if row.empty:
+                        continue
+                    # Side by side around the tick, so that the intervals do not hide each other.
+                    x = x0 * 1.12 ** (i - (len(shown) - 1) / 2 + 0.5 * k)
+                    r = row.iloc[0]
+                    err = None
+                    if pd.notna(r.ci_low) and pd.notna(r.ci_high):
+                        err = [[max(r.macro_auc - r.ci_low, 0.0)], [max(r.ci_high - r.macro_auc, 0.0)]]
+                    ax.errorbar(
+                        [x],
+                        [r.macro_auc],
+                        yerr=err,
+                        fmt="*",
+                        markersize=11,
+                        capsize=3,
+                        color=colour[label],
+                        label=f"{label} ({name}, 0 labels)",
+                    )
+            ticks, names = [x0, *ticks], ["0", *names]
+            if budgets:
+                ax.axvline((x0 * budgets[0]) ** 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(names)
         ax.minorticks_off()
-        ax.set_xlabel("labelled training images (log scale)")
+        ax.set_xlabel(
+            "labelled training images (log scale"
+            + ("; 0 = zero-shot, left of the break)" if len(zero) else ")")
+        )
         ax.set_ylabel("macro AUROC (test)")
-        ax.set_title(f"{protocol} protocol")
+        ax.set_title(f"{protocol} protocol" if protocol else "zero labels")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     _save(fig, path)
@@ -84,13 +123,15 @@ def pathology_heatmap(
 
 
 def win_loss(comparisons: pd.DataFrame, path: Path, order: list[str], alpha: float = 0.05) -> None:
-    """Cell (a, b): in how many (protocol, budget) comparisons a is significantly better than b."""
+    """Cell (a, b): in how many (protocol, budget) comparisons a is significantly better than b (on the
+    Holm-adjusted p when comparisons.csv has it)."""
     plt = _pyplot()
     labels = [o for o in order if o in set(comparisons["objective_a"]) | set(comparisons["objective_b"])]
     index = {label: i for i, label in enumerate(labels)}
     wins = np.zeros((len(labels), len(labels)), dtype=int)
+    column = "p_holm" if "p_holm" in comparisons.columns else "p_value"
     for row in comparisons.itertuples():
-        if row.p_value < alpha:
+        if getattr(row, column) < alpha:
             a, b = (row.objective_a, row.objective_b) if row.diff > 0 else (row.objective_b, row.objective_a)
             wins[index[a], index[b]] += 1
     fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(labels), 1.0 + 0.7 * len(labels)))
@@ -104,5 +145,6 @@ def win_loss(comparisons: pd.DataFrame, path: Path, order: list[str], alpha: flo
             ax.text(j, i, "" if i == j else str(wins[i, j]), ha="center", va="center", fontsize=9)
     ax.set_xlabel("loses")
     ax.set_ylabel("wins")
-    ax.set_title(f"significant wins (paired bootstrap p < {alpha})")
+    adjusted = "Holm-adjusted " if column == "p_holm" else ""
+    ax.set_title(f"significant wins (paired bootstrap, {adjusted}p < {alpha})")
     _save(fig, path)

@@ -1,0 +1,272 @@
+"""The text-side protocols (zeroshot, retrieval, generation): their statistics, tables and a whole run."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import write_tiny_recipe
+
+from radtex_bench.cli import main
+from radtex_bench.evaluation.protocols.retrieval import pessimistic_ranks, retrieval_pools
+from radtex_bench.evaluation.text_tables import (
+    BootstrapSettings,
+    chance_recall,
+    clinical_efficacy,
+    retrieval_rows,
+    weighted_median,
+)
+
+# -- retrieval ---------------------------------------------------------------------------------------
+
+
+def test_ranks_count_ties_against_the_model():
+    scores = np.array([[0.9, 0.5, 0.1], [0.3, 0.3, 0.3], [0.2, 0.8, 0.7]])
+    correct = np.eye(3, dtype=bool)
+    assert pessimistic_ranks(scores, correct).tolist() == [1, 3, 2]  # a constant row ranks last
+    # With two identical reports either one is correct: the best correct candidate counts.
+    correct = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    assert pessimistic_ranks(scores, correct).tolist() == [1, 2, 2]
+
+
+def test_pools_are_bounded_deterministic_and_a_partition():
+    pools = retrieval_pools(25, 10, seed=3)
+    assert [len(p) for p in pools] == [9, 8, 8]
+    assert sorted(np.concatenate(pools).tolist()) == list(range(25))
+    again = retrieval_pools(25, 10, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(pools, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(pools, retrieval_pools(25, 10, seed=4)))
+    assert retrieval_pools(0, 10, 0) == [] and len(retrieval_pools(10, 10, 0)) == 1
+
+
+def test_weighted_median_is_the_median_of_the_resampled_list():
+    rng = np.random.default_rng(0)
+    values = rng.integers(1, 50, size=17).astype(float)
+    weights = rng.integers(0, 3, size=(40, 17))
+    weights[0] = 0  # an empty replicate
+    got = weighted_median(values, weights)
+    assert np.isnan(got[0])
+    for w, m in zip(weights[1:], got[1:]):
+        assert m == np.median(np.repeat(values, w))
+
+
+def test_chance_recall_matches_a_random_ranking():
+    rng = np.random.default_rng(0)
+    m, c, k = 12, 3, 2
+    hits = [(rng.permutation(m)[:k] < c).any() for _ in range(20000)]
+    assert chance_recall(np.array([m]), np.array([c]), k) == pytest.approx(np.mean(hits), abs=0.01)
+    assert chance_recall(np.array([12]), np.array([1]), 1) == pytest.approx(1 / 12)
+    assert chance_recall(np.array([5]), np.array([1]), 10) == 1.0
+
+
+def test_retrieval_rows_bootstrap_and_observed_agree():
+    from radtex_bench.evaluation.protocols import Cell
+
+    ranks = np.array([1, 3, 0, 12, 2, 7])  # 0: an image without a report is not a query
+    cell = Cell(
+        "m",
+        "retrieval",
+        0,
+        0,
+        np.zeros(0),
+        np.zeros((6, 0)),
+        {
+            "image_to_report_rank": ranks,
+            "report_to_image_rank": ranks,
+            "pool": np.zeros(6, int),
+            "n_correct": np.ones(6, int),
+        },
+    )
+    settings = BootstrapSettings(3, 0.95, 0)
+    weights = np.ones((3, 6), dtype=np.int32)
+    rows = {(r[1], r[2]): r[3:] for r in retrieval_rows([cell], weights, settings, ["m"])}
+    assert rows[("image_to_report", "R@1")] == (0.2, 0.2, 0.2)
+    assert rows[("image_to_report", "R@5")] == (0.6, 0.6, 0.6)
+    assert rows[("report_to_image", "median_rank")] == (3.0, 3.0, 3.0)
+
+
+# -- clinical efficacy -------------------------------------------------------------------------------
+
+
+def test_clinical_efficacy_by_hand():
+    # Three pathologies over four reports; the third has no positive reference: undefined.
+    ref = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    gen = np.array([[1, 0, 1], [0, 0, 0], [1, 1, 0], [0, -1, 0]])  # -1 (uncertain) is not positive
+    scores = {k: v[0] for k, v in clinical_efficacy(gen, ref, np.ones((1, 4)), ["A", "B", "C"]).items()}
+    # A: TP 1, FP 1, FN 1; B: TP 1, FP 0, FN 1; C: FP 1, no reference positive.
+    assert scores["ce_f1/A"] == pytest.approx(0.5) and scores["ce_precision/A"] == pytest.approx(0.5)
+    assert scores["ce_f1/B"] == pytest.approx(2 / 3) and scores["ce_recall/B"] == pytest.approx(0.5)
+    assert math.isnan(scores["ce_f1/C"]) and math.isnan(scores["ce_precision/C"])
+    assert scores["ce_f1"] == pytest.approx((0.5 + 2 / 3) / 2)  # averages the defined ones
+    assert scores["ce_f1_micro"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 2))  # C's false positive counts
+    # Nothing generated positive while references are: precision 0, not undefined.
+    none = clinical_efficacy(np.zeros((4, 3)), ref, np.ones((1, 4)), ["A", "B", "C"])
+    assert none["ce_precision/A"][0] == 0.0 and none["ce_f1"][0] == 0.0
+    # A replicate is the statistic of the resampled list: weight 2 = the report counted twice.
+    w = np.array([[2, 1, 0, 1]])
+    twice = clinical_efficacy(
+        np.repeat(gen, [2, 1, 0, 1], axis=0),
+        np.repeat(ref, [2, 1, 0, 1], axis=0),
+        np.ones((1, 4)),
+        ["A", "B", "C"],
+    )
+    weighted = clinical_efficacy(gen, ref, w, ["A", "B", "C"])
+    for name in twice:
+        np.testing.assert_allclose(weighted[name], twice[name], equal_nan=True)
+
+
+# -- a whole run -------------------------------------------------------------------------------------
+
+TINY = {"width": 32, "heads": 2, "vocab_size": 300, "min_frequency": 1}
+TRAIN = {"max_steps": 2, "batch_size": 8}
+
+
+def text_recipe(tmp_path, root, **evaluation):
+    objectives = [
+        {"name": "captioning", "params": {**TINY, "bidirectional": False}, "train": TRAIN},
+        {"name": "clip", "params": {**TINY, "embed_dim": 16, "layers": 1}, "train": TRAIN},
+        {"name": "random"},
+    ]
+    evaluation = {
+        "budgets": [10],
+        "seeds": 1,
+        "bootstrap": 20,
+        "protocols": ["linear", "zeroshot", "retrieval", "generation"],
+        "retrieval": {"max_candidates": 16},
+        "generation": {"max_tokens": 12, "beam_size": 2},
+        **evaluation,
+    }
+    recipe = write_tiny_recipe(tmp_path / "text.yaml", root, objectives, evaluation, "text")
+    # The synthetic set's small validation split has positives of these (none of Cardiomegaly).
+    raw = yaml.safe_load(recipe.read_text())
+    raw["data"]["pathologies"] = ["Lung Opacity", "Pleural Effusion", "Edema"]
+    recipe.write_text(yaml.safe_dump(raw))
+    return recipe
+
+
+def read(path):
+    return pd.read_csv(path)
+
+
+def test_all_four_protocols_end_to_end_and_resume(tmp_path, synthetic_dir, monkeypatch):
+    recipe, out = text_recipe(tmp_path, synthetic_dir), tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+
+    # The whole model is kept: heads of the text objectives, none for random.
+    assert (out / "pretrain/captioning/heads.safetensors").exists()
+    assert (out / "pretrain/clip/heads.safetensors").exists()
+    assert not (out / "pretrain/random/heads.safetensors").exists()
+
+    summary = read(out / "summary.csv")
+    zero = summary[summary["protocol"] == "zeroshot"]
+    assert sorted(zero["objective"]) == ["captioning", "clip"] and (zero["budget"] == 0).all()
+    assert zero[["macro_auc", "ci_low", "ci_high"]].notna().all().all()
+    assert set(read(out / "comparisons.csv")["protocol"]) >= {"zeroshot"}
+    results = read(out / "results.csv")
+    assert len(results[results["protocol"] == "zeroshot"]) == 2 * 3  # 2 objectives x 3 pathologies
+
+    retrieval = read(out / "retrieval.csv")
+    assert list(retrieval.columns) == ["objective", "direction", "metric", "value", "ci_low", "ci_high"]
+    for label in ("clip", "captioning"):
+        part = retrieval[retrieval["objective"] == label]
+        assert set(zip(part["direction"], part["metric"])) == {
+            (d, m)
+            for d in ("image_to_report", "report_to_image")
+            for m in ("R@1", "R@5", "R@10", "median_rank")
+        }
+    assert "random" not in set(retrieval["objective"])
+    r = retrieval.set_index(["objective", "direction", "metric"])["value"]
+    assert (r.xs("R@1", level="metric") <= r.xs("R@10", level="metric")).all()
+
+    generation = read(out / "generation.csv")
+    assert set(generation["objective"]) == {"captioning"}  # clip does not write
+    metrics = set(generation["metric"])
+    assert {
+        "bleu_1",
+        "bleu_4",
+        "rouge_l",
+        "cider",
+        "ce_f1",
+        "ce_precision",
+        "ce_recall",
+        "ce_f1_micro",
+    } <= metrics
+    assert {"ce_f1/Lung Opacity", "ce_f1/Pleural Effusion", "ce_f1/Edema"} <= metrics
+    with open(out / "generations.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(rows[0]) == {"objective", "image_id", "reference", "generated"}
+    test_ids = set(__import__("json").loads((out / "splits.json").read_text())["test"])
+    assert {row["image_id"] for row in rows} <= test_ids
+
+    skips = read(out / "protocol_skips.csv")
+    assert set(zip(skips["objective"], skips["protocol"])) == {
+        ("clip", "generation"),
+        ("random", "zeroshot"),
+        ("random", "retrieval"),
+        ("random", "generation"),
+    }
+    report = (out / "report.md").read_text()
+    for heading in (
+        "## Zero labels",
+        "## Image–report retrieval",
+        "## Report generation",
+        "Example generations",
+    ):
+        assert heading in report
+    assert "`random`: `zeroshot` skipped: the objective does not implement text_scores" in report
+
+    # --resume: finished protocol cells are loaded, never recomputed, and the tables are identical.
+    tables = {
+        name: (out / name).read_bytes()
+        for name in ("summary.csv", "retrieval.csv", "generation.csv", "generations.csv", "report.md")
+    }
+    import radtex_bench.engine.pretrain as pretrain_module
+    from radtex_bench.evaluation.protocols import PROTOCOLS
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished text cell was recomputed")
+
+    monkeypatch.setattr(pretrain_module, "load_pretrained", fail)
+    for name in ("zeroshot", "retrieval", "generation"):
+        monkeypatch.setattr(PROTOCOLS.get(name), "run", fail)
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
+    for name, data in tables.items():
+        assert (out / name).read_bytes() == data, name
+
+    # New prompts recompute the zero-shot cells only; the heads deleted from a finished run are
+    # recovered from last.ckpt, byte for byte, so nothing else is recomputed.
+    monkeypatch.undo()
+    heads = out / "pretrain/clip/heads.safetensors"
+    heads_bytes = heads.read_bytes()
+    heads.unlink()
+    for name in ("retrieval", "generation"):
+        monkeypatch.setattr(PROTOCOLS.get(name), "run", fail)
+    cell = out / "eval/clip/zeroshot/b0_s0.npz"
+    before = cell.read_bytes()
+    prompts = "evaluation.prompts={Edema: {positive: [pulmonary edema], negative: [no pulmonary edema]}}"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume", "--set", prompts]) == 0
+    assert heads.read_bytes() == heads_bytes
+    assert cell.read_bytes() != before
+    assert (out / "retrieval.csv").read_bytes() == tables["retrieval.csv"]
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_plot_shows_zero_labels_left_of_the_log_axis(tmp_path, labelled):
+    from radtex_bench.reporting.plots import auc_vs_budget
+
+    rows = [
+        ("clip", "zeroshot", 0, 0.7, 0.6, 0.8),
+        ("captioning", "zeroshot", 0, 0.65, float("nan"), float("nan")),
+    ]
+    if labelled:
+        rows += [("clip", "linear", b, 0.7 + b / 1000, 0.6, 0.9) for b in (10, 100)]
+    summary = pd.DataFrame(
+        rows, columns=["objective", "protocol", "budget", "macro_auc", "ci_low", "ci_high"]
+    )
+    path = tmp_path / "plot.png"
+    auc_vs_budget(summary, path, ["captioning", "clip"])
+    assert path.stat().st_size > 1000
