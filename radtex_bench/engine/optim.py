@@ -9,14 +9,18 @@ from torch import nn
 
 from ..config import TrainConfig
 
+#: Learned tokens and position embeddings of ViTs (timm's ``no_weight_decay()``): no weight decay.
+_VIT_TOKENS = frozenset({"pos_embed", "cls_token", "reg_token", "dist_token"})
+
 
 def _split_decay(params: list[tuple[str, nn.Parameter]]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """Biases, norm weights, embeddings' positions and scalars get no weight decay."""
+    """Biases, norm weights, embeddings' positions, a ViT's tokens and scalars get no weight decay."""
     decay, no_decay = [], []
     for name, p in params:
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") or "positions" in name else decay).append(p)
+        exempt = p.ndim <= 1 or name.endswith(".bias") or "positions" in name
+        (no_decay if exempt or name.rsplit(".", 1)[-1] in _VIT_TOKENS else decay).append(p)
     return decay, no_decay
 
 
