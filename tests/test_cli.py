@@ -79,7 +79,7 @@ def test_run_writes_the_spec_layout(finished_run):
 def test_results_and_summary_tables(finished_run):
     _, out = finished_run
     results = read_csv(out / "results.csv")
-    assert list(results[0]) == ["objective", "protocol", "budget", "seed", "pathology", "auc"]
+    assert list(results[0]) == ["objective", "protocol", "budget", "seed", "pathology", "auc", "auprc"]
     assert len(results) == 3 * 1 * 2 * 2 * 2  # objectives x protocols x budgets x seeds x pathologies
     assert {r["objective"] for r in results} == {"captioning", "clip-small", "random"}
     for r in results:
@@ -94,6 +94,10 @@ def test_results_and_summary_tables(finished_run):
         "ci_low",
         "ci_high",
         "n_seeds",
+        "macro_auprc",
+        "macro_auprc_std",
+        "auprc_ci_low",
+        "auprc_ci_high",
     ]
     assert len(summary) == 3 * 2
     report = (out / "report.md").read_text()

@@ -1,7 +1,11 @@
 """Label-budget subsets: which labelled training images each evaluation cell may use.
 
-A *budget* is an absolute number of labelled training images (``evaluation.budgets`` in the recipe,
-e.g. 10, 50, 100, 250). For each evaluation seed, :func:`sample_budget_subsets` draws one subset per
+A *budget* is a number of labelled training images (``evaluation.budgets`` in the recipe, e.g. 10, 50,
+100, 250), or a percentage of the labelled training pool (``"1%"``, ``"10%"``, as in ConVIRT and the
+papers after it), resolved by :func:`resolve_budgets`: ``"f%"`` of a pool of N images is
+``max(2, floor(f * N / 100 + 1/2))`` images (nearest integer, halves rounded up, exact decimal
+arithmetic; at least 2, so that a subset can hold a positive and a negative). Entries that resolve to
+the same count are one budget (one cell per seed). For each evaluation seed, :func:`sample_budget_subsets` draws one subset per
 budget from the labelled training pool. The rule, which is exact and deterministic given the pool
 (its rows, in order), the budgets and the seed, is:
 
@@ -48,17 +52,134 @@ seeds give different subsets; the same seed always gives the same subsets.
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
-from radtex_bench.errors import UserError
+from radtex_bench.errors import ConfigError, UserError
 
-__all__ = ["image_ordering", "sample_budget_subsets", "subset_summary"]
+__all__ = [
+    "image_ordering",
+    "sample_budget_subsets",
+    "subset_summary",
+    "parse_percent",
+    "canonical_percent",
+    "resolve_budget",
+    "resolve_budgets",
+    "check_budget_entries",
+]
 
 #: Second entropy word of the seed sequence, so budget draws never share a stream with other uses of
 #: the same evaluation seed (for instance the bootstrap in :mod:`radtex_bench.evaluation.stats`).
 _STREAM = 0x5EED
+
+
+#: ``"10%"``, ``"2.5 %"``: a decimal percentage (no exponent, no sign).
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
+
+#: The smallest budget: a subset needs room for a positive and a negative.
+MIN_BUDGET = 2
+
+
+def parse_percent(text: str) -> Fraction | None:
+    """``"2.5%"`` -> ``Fraction(5, 2)`` (the percentage, exact); None when ``text`` is not ``"<number>%"``."""
+    match = _PERCENT.fullmatch(text) if isinstance(text, str) else None
+    return Fraction(match.group(1)) if match else None
+
+
+def canonical_percent(text: str) -> str:
+    """The one spelling of a percentage budget: ``" 2.50 %"`` -> ``"2.5%"``, ``"010%"`` -> ``"10%"``."""
+    value = parse_percent(text)
+    if value is None:
+        raise ValueError(f"not a percentage: {text!r}")
+    if value.denominator == 1:
+        return f"{value.numerator}%"
+    digits = _PERCENT.fullmatch(text).group(1).rstrip("0")
+    whole, _, decimals = digits.partition(".")
+    return f"{int(whole or 0)}.{decimals}%"
+
+
+def resolve_budget(entry: int | str, n_pool: int) -> int:
+    """The image count of one ``evaluation.budgets`` entry for a pool of ``n_pool`` labelled images.
+
+    An integer is itself; ``"f%"`` is ``max(2, floor(f * n_pool / 100 + 1/2))`` (see the module docstring).
+    """
+    if isinstance(entry, str):
+        percent = parse_percent(entry)
+        if percent is None:
+            raise ValueError(f"budget {entry!r} is neither an image count nor a percentage")
+        return max(MIN_BUDGET, int(percent * n_pool / 100 + Fraction(1, 2)))  # int() floors a positive
+    return int(entry)
+
+
+def resolve_budgets(entries: Sequence[int | str], n_pool: int) -> tuple[tuple[int, ...], dict[str, int]]:
+    """Resolve ``evaluation.budgets`` against the labelled training pool.
+
+    Returns the distinct image counts, ascending (entries that resolve to the same count give one
+    budget), and ``{percentage entry: count}`` for the percentage entries (what recipe.yaml records as
+    ``evaluation.resolved_budgets``).
+    """
+    counts = {entry: resolve_budget(entry, n_pool) for entry in entries}
+    percents = {canonical_percent(e): c for e, c in counts.items() if isinstance(e, str)}
+    return tuple(sorted(set(counts.values()))), dict(
+        sorted(percents.items(), key=lambda kv: parse_percent(kv[0]))
+    )
+
+
+def check_budget_entries(
+    entries: Sequence[int | str], recorded: dict[str, int] | None
+) -> tuple[tuple[int | str, ...], dict[str, int] | None]:
+    """Validate ``evaluation.budgets`` (ints already checked >= 2) and ``evaluation.resolved_budgets``.
+
+    Returns the budgets in canonical order (counts ascending, then percentages ascending, each
+    percentage spelt by :func:`canonical_percent`) and the record restricted to those percentages.
+
+    Raises:
+        ConfigError: an entry that is neither a count nor a percentage in (0%, 100%], a repeated entry,
+            an empty list, or a record whose key is not a percentage.
+    """
+    if not entries:
+        raise ConfigError("budgets", "needs at least one budget")
+    counts: list[int] = []
+    percents: list[str] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, str):
+            counts.append(int(entry))
+            continue
+        value = parse_percent(entry)
+        if value is None:
+            raise ConfigError(
+                f"budgets.{i}",
+                f"{entry!r} is neither a whole number of images nor a percentage of the labelled "
+                'training pool such as "10%"',
+            )
+        if not 0 < value <= 100:
+            raise ConfigError(
+                f"budgets.{i}", f"a percentage must be above 0% and at most 100%, got {entry!r}"
+            )
+        percents.append(canonical_percent(entry))
+    for listed in (counts, percents):
+        repeated = sorted({str(b) for b in listed if listed.count(b) > 1})
+        if repeated:
+            raise ConfigError("budgets", f"each budget may appear once ({', '.join(repeated)} is repeated)")
+    percents.sort(key=parse_percent)
+    budgets = (*sorted(counts), *percents)
+    if recorded is None:
+        return budgets, None
+    record = {}
+    for key, count in recorded.items():
+        if parse_percent(key) is None:
+            raise ConfigError(
+                f"resolved_budgets.{key}", 'keys are the percentage budgets (such as "10%"); delete the entry'
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < MIN_BUDGET:
+            raise ConfigError(
+                f"resolved_budgets.{key}", f"must be a whole number >= {MIN_BUDGET}, got {count!r}"
+            )
+        record[canonical_percent(key)] = count
+    return budgets, {p: record[p] for p in percents if p in record}
 
 
 def _check_pool(patient_ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

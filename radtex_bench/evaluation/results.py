@@ -4,7 +4,9 @@ Intervals: the test split is resampled by **patient** (``evaluation.bootstrap`` 
 resamples for every objective). For a (objective, protocol, budget) the statistic is the macro AUROC
 averaged over seeds; its interval is the percentile interval of that statistic over the replicates.
 Comparisons are paired: both objectives are scored on the same patient resamples and the same
-labelled subsets (same seeds), and the interval and p-value are those of the difference.
+labelled subsets (same seeds), and the interval and p-value are those of the difference; ``p_holm`` is
+the Holm-Bonferroni adjustment within each protocol's family (all of its pairs at all of its budgets).
+AUPRC (average precision) is reported beside AUROC on the same pathologies, seeds and resamples.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import numpy as np
 from ..config import Recipe
 from ..seeds import derive_seed
 from .data import EvalData
-from .evaluator import Cell
+from .protocols import Cell
 from .stats import (
+    average_precision,
+    holm,
+    macro_auprc_bootstrap,
     macro_auroc_bootstrap,
     mean_std,
     paired_comparison,
@@ -28,7 +33,7 @@ from .stats import (
     percentile_interval,
 )
 
-RESULTS_HEADER = ("objective", "protocol", "budget", "seed", "pathology", "auc")
+RESULTS_HEADER = ("objective", "protocol", "budget", "seed", "pathology", "auc", "auprc")
 SUMMARY_HEADER = (
     "objective",
     "protocol",
@@ -38,6 +43,10 @@ SUMMARY_HEADER = (
     "ci_low",
     "ci_high",
     "n_seeds",
+    "macro_auprc",
+    "macro_auprc_std",
+    "auprc_ci_low",
+    "auprc_ci_high",
 )
 COMPARISONS_HEADER = (
     "protocol",
@@ -49,6 +58,7 @@ COMPARISONS_HEADER = (
     "ci_high",
     "p_value",
     "n_boot",
+    "p_holm",
 )
 
 
@@ -60,11 +70,24 @@ def macro(aucs: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
-def results_rows(cells: Sequence[Cell], pathologies: Sequence[str]) -> list[tuple]:
+def cell_auprcs(cell: Cell, test_labels: np.ndarray) -> np.ndarray:
+    """``[P]`` test AUPRC of a cell's scores, on the pathologies whose AUROC is defined (NaN elsewhere,
+    so AUROC and AUPRC always cover the same pathologies)."""
+    out = np.full(len(cell.aucs), np.nan)
+    if cell.scores.shape[1:] != (len(cell.aucs),) or test_labels.shape[1] != len(cell.aucs):
+        return out
+    for j in np.flatnonzero(np.isfinite(cell.aucs)):
+        out[j] = average_precision(cell.scores[:, j], test_labels[:, j])
+    return out
+
+
+def results_rows(cells: Sequence[Cell], pathologies: Sequence[str], test_labels: np.ndarray) -> list[tuple]:
+    """One row per cell and pathology (RESULTS_HEADER); ``test_labels`` ``[N_test, P]`` give the AUPRC."""
     rows = []
     for c in sorted(cells, key=lambda c: (c.objective, c.protocol, c.budget, c.seed)):
+        auprcs = cell_auprcs(c, test_labels)
         for j, name in enumerate(pathologies):
-            rows.append((c.objective, c.protocol, c.budget, c.seed, name, _r(c.aucs[j])))
+            rows.append((c.objective, c.protocol, c.budget, c.seed, name, _r(c.aucs[j]), _r(auprcs[j])))
     return rows
 
 
@@ -82,31 +105,37 @@ class Summariser:
             if n_boot
             else None
         )
-        self._replicates: dict[tuple[str, str, int], np.ndarray] = {}
+        self._replicates: dict[tuple[str, str, str, int], np.ndarray] = {}
         self.test_labels = data.labels[data.test]
 
-    def replicates(self, key: tuple[str, str, int]) -> np.ndarray | None:
-        """Bootstrap replicates of the seed-averaged macro AUROC of one group."""
+    def replicates(self, key: tuple[str, str, int], metric: str = "auroc") -> np.ndarray | None:
+        """``[B]`` bootstrap replicates of the seed-averaged macro AUROC (or ``metric="auprc"``) of one
+        group; None without bootstrap."""
         if self.weights is None:
             return None
-        if key not in self._replicates:
+        bootstrap = {"auroc": macro_auroc_bootstrap, "auprc": macro_auprc_bootstrap}[metric]
+        if (metric, *key) not in self._replicates:
             per_seed = []
             for cell in self.groups[key]:
                 defined = np.isfinite(cell.aucs)
                 if not defined.any():
                     continue
                 per_seed.append(
-                    macro_auroc_bootstrap(cell.scores[:, defined], self.test_labels[:, defined], self.weights)
+                    bootstrap(cell.scores[:, defined], self.test_labels[:, defined], self.weights)
                 )
             with warnings.catch_warnings():  # a replicate undefined for every seed stays NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
-                self._replicates[key] = (
+                self._replicates[(metric, *key)] = (
                     np.nanmean(np.stack(per_seed), axis=0) if per_seed else np.full(len(self.weights), np.nan)
                 )
-        return self._replicates[key]
+        return self._replicates[(metric, *key)]
 
-    def observed(self, key: tuple[str, str, int]) -> tuple[float, float, int]:
-        per_seed = [macro(c.aucs) for c in self.groups[key]]
+    def observed(self, key: tuple[str, str, int], metric: str = "auroc") -> tuple[float, float, int]:
+        """Seed mean and std of the macro AUROC (or AUPRC) of one group, and the seeds defining it."""
+        if metric == "auprc":
+            per_seed = [macro(cell_auprcs(c, self.test_labels)) for c in self.groups[key]]
+        else:
+            per_seed = [macro(c.aucs) for c in self.groups[key]]
         mean, std = mean_std(np.array(per_seed, dtype=float))
         return mean, std, int(np.isfinite(per_seed).sum())
 
@@ -122,15 +151,27 @@ class Summariser:
         protocol, budget = key
         return (protocols.index(protocol) if protocol in protocols else len(protocols), protocol, budget)
 
+    def protocols_in_order(self, protocols) -> list[str]:
+        """``protocols`` in the recipe's order (others after, by name)."""
+        return sorted(protocols, key=lambda p: self._protocol_budget((p, 0)))
+
     def summary_rows(self) -> list[tuple]:
         rows = []
         confidence = self.recipe.evaluation.confidence
         for key in self.keys():
             mean, std, n = self.observed(key)
-            reps = self.replicates(key)
-            low, high = percentile_interval(reps, confidence) if reps is not None else (np.nan, np.nan)
-            rows.append((key[0], key[1], key[2], _r(mean), _r(std), _r(low), _r(high), n))
+            low, high = self.interval(key, "auroc", confidence)
+            pr_mean, pr_std, _ = self.observed(key, "auprc")
+            pr_low, pr_high = self.interval(key, "auprc", confidence)
+            rows.append(
+                (key[0], key[1], key[2], _r(mean), _r(std), _r(low), _r(high), n)
+                + (_r(pr_mean), _r(pr_std), _r(pr_low), _r(pr_high))
+            )
         return rows
+
+    def interval(self, key: tuple[str, str, int], metric: str, confidence: float) -> tuple[float, float]:
+        reps = self.replicates(key, metric)
+        return percentile_interval(reps, confidence) if reps is not None else (np.nan, np.nan)
 
     def comparison_rows(self) -> list[tuple]:
         rows = []
@@ -159,4 +200,19 @@ class Summariser:
                         res["n_boot"],
                     )
                 )
-        return rows
+        return with_holm(rows, family=lambda row: row[0], p_index=7)
+
+
+def with_holm(rows: list[tuple], family, p_index: int) -> list[tuple]:
+    """``rows`` with a last column ``p_holm``: Holm-Bonferroni within each ``family(row)``.
+
+    The adjustment is applied to the p-values as written (rounded to 5 decimals), so that it can be
+    recomputed from the CSV file alone; ties in p get equal adjusted values.
+    """
+    p = np.array([np.nan if row[p_index] == "" else float(row[p_index]) for row in rows])
+    adjusted = np.full(len(rows), np.nan)
+    keys = [family(row) for row in rows]
+    for key in dict.fromkeys(keys):
+        members = np.array([k == key for k in keys])
+        adjusted[members] = holm(p[members])
+    return [(*row, _r(q, 5)) for row, q in zip(rows, adjusted, strict=True)]

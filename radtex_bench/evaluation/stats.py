@@ -32,6 +32,16 @@ a defined difference, i.e. (up to the +1 correction) the smallest level at which
 interval of the difference excludes 0. This accounts for test-set sampling variability only, not
 for variability between training seeds; to compare seed-averaged results, average each objective's
 replicates over seeds (on the same resamples) before comparing.
+
+**AUPRC.** Average precision, the step-wise area under the precision-recall curve used by scikit-learn's
+``average_precision_score``: ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct scores in descending
+order, a threshold taking all images tied at it. It is defined whenever a positive image is present
+(NaN otherwise, never 0), and a weighted replicate counts each image as many times as its weight, as
+for AUROC. Its chance level is the prevalence, so unlike AUROC it is not comparable across pathologies.
+
+**Holm-Bonferroni.** :func:`holm` adjusts a family of m p-values step-down: with the p-values sorted
+ascending, ``p_holm_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``. It controls the family-wise error
+rate under any dependence between the tests; rejecting where ``p_holm < alpha`` is Holm's procedure.
 """
 
 from __future__ import annotations
@@ -49,6 +59,10 @@ __all__ = [
     "percentile_interval",
     "paired_comparison",
     "mean_std",
+    "average_precision",
+    "weighted_average_precision",
+    "macro_auprc_bootstrap",
+    "holm",
 ]
 
 #: Second entropy word of the bootstrap's seed sequence (budgets use another), so the resamples of
@@ -251,3 +265,87 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     if x.size == 1:
         return float(x[0]), 0.0
     return float(x.mean()), float(x.std(ddof=1))
+
+
+def _weighted_average_precision(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Core of :func:`weighted_average_precision` on validated inputs: ``[N]``, ``[N]``, ``[B, N]`` -> ``[B]``.
+
+    Images are sorted by descending score once. Only thresholds (runs of tied scores) holding a
+    positive move recall, so precision is needed there alone: per replicate, the cumulative positive
+    and negative weight down to the end of each such run.
+    """
+    out = np.full(w.shape[0], np.nan)
+    known = np.flatnonzero(~np.isnan(y))
+    if known.size == 0 or w.shape[0] == 0 or not (y[known] == 1).any():
+        return out
+    order = known[np.argsort(-s[known], kind="stable")]
+    positive = y[order] == 1  # [n] in descending score order
+    sorted_scores = s[order]
+    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])  # last image of each run
+    pos_upto = np.cumsum(positive)[ends]  # positives down to each run's end
+    neg_upto = np.cumsum(~positive)[ends]
+    moves = np.diff(pos_upto, prepend=0) > 0  # runs holding a positive
+    pos_upto, neg_upto = pos_upto[moves], neg_upto[moves]  # [G]
+    pos_cols, neg_cols = order[positive], order[~positive]
+    step = max(1, _CHUNK_CELLS // order.size)
+    for start in range(0, w.shape[0], step):
+        wc = w[start : start + step]
+        cum_pos = np.zeros((wc.shape[0], pos_cols.size + 1))
+        np.cumsum(wc[:, pos_cols], axis=1, dtype=np.float64, out=cum_pos[:, 1:])
+        cum_neg = np.zeros((wc.shape[0], neg_cols.size + 1))
+        np.cumsum(wc[:, neg_cols], axis=1, dtype=np.float64, out=cum_neg[:, 1:])
+        tp, fp = cum_pos[:, pos_upto], cum_neg[:, neg_upto]  # [b, G]
+        called = tp + fp
+        precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+        gain = np.diff(tp, axis=1, prepend=0.0)  # recall step times the total positive weight
+        total = cum_pos[:, -1]
+        ap = np.full(wc.shape[0], np.nan)
+        defined = total > 0
+        ap[defined] = np.einsum("ij,ij->i", gain[defined], precision[defined]) / total[defined]
+        out[start : start + wc.shape[0]] = ap
+    return out
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUPRC (average precision) of one pathology: ``[N]`` scores and labels (1/0/NaN); NaN without a positive."""
+    s, y = _scores_labels(scores, labels)
+    return float(_weighted_average_precision(s, y, np.ones((1, s.shape[0])))[0])
+
+
+def weighted_average_precision(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average precision of each bootstrap replicate: ``[N]`` scores and labels, ``[B, N]`` weights -> ``[B]``.
+
+    Equal to scikit-learn's ``average_precision_score(labels, scores, sample_weight=weights[b])`` on the
+    labelled images of each replicate; NaN for a replicate without positive weight.
+    """
+    s, y = _scores_labels(scores, labels)
+    return _weighted_average_precision(s, y, _weights(weights, s.shape[0]))
+
+
+def macro_auprc_bootstrap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Macro AUPRC of each replicate: ``[N, P]`` scores and labels, ``[B, N]`` weights -> ``[B]``."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if s.ndim != 2 or y.shape != s.shape:
+        raise ValueError(f"scores and labels must both be [N, P], got {s.shape} and {y.shape}")
+    w = _weights(weights, s.shape[0])
+    if s.shape[1] == 0:
+        return np.full(w.shape[0], np.nan)
+    per = np.stack(
+        [_weighted_average_precision(*_scores_labels(s[:, p], y[:, p]), w) for p in range(s.shape[1])], 1
+    )
+    return _nanmean(per)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values of one family (see the module docstring); NaN entries are not
+    tests: they stay NaN and do not count in m."""
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    out = np.full(p.shape, np.nan)
+    tests = np.flatnonzero(np.isfinite(p))
+    m = tests.size
+    if m == 0:
+        return out
+    order = tests[np.argsort(p[tests], kind="stable")]
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
