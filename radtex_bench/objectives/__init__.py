@@ -9,7 +9,10 @@ from .base import BATCH_KEYS, OBJECTIVES, Objective, SetupContext, register_obje
 
 # Built-ins register themselves on import. Heavy libraries (open_clip, lightly, tokenizers) are
 # imported inside the objectives, so listing names stays fast.
-from . import captioning, clip, imagenet, random_init, simclr, supervised  # noqa: E402,F401  isort: skip
+from . import captioning, checkpoint, clip, imagenet, random_init, simclr, supervised  # noqa: E402,F401  isort: skip
+from . import token_classification, masked_lm, report_labels  # noqa: E402,F401  isort: skip
+from . import coca, siglip, gloria  # noqa: E402,F401  isort: skip
+from . import moco, byol, dino, vicreg, barlow_twins  # noqa: E402,F401  isort: skip
 
 ENTRY_POINT_GROUP = "radtex_bench.objectives"
 

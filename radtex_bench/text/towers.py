@@ -57,3 +57,33 @@ class TextEncoder(nn.Module):
         x = self.transformer(self.embed(ids), src_key_padding_mask=padding)  # [B, L, D]
         eos = (~padding).sum(dim=1) - 1  # index of [EOS]: the last real token
         return self.norm(x[torch.arange(ids.shape[0], device=ids.device), eos])  # [B, D]
+
+    def token_features(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every token's feature ``[B, L, D]`` (normalised like the pooled one) and the pooled ``[B, D]``.
+
+        For objectives that align words with image regions (``gloria``); padded positions hold
+        meaningless values and must be masked by the caller (``ids == PAD_ID``).
+        """
+        padding = ids == PAD_ID  # [B, L]
+        x = self.norm(self.transformer(self.embed(ids), src_key_padding_mask=padding))  # [B, L, D]
+        eos = (~padding).sum(dim=1) - 1
+        return x, x[torch.arange(ids.shape[0], device=ids.device), eos]
+
+
+def transformer_decoder(
+    width: int, heads: int, layers: int, dropout: float = 0.0, feedforward: int | None = None
+) -> nn.TransformerDecoder:
+    """Pre-norm transformer decoder layers (self-attention + cross-attention to image tokens), GELU.
+
+    The text heads of ``masked_lm`` (bidirectional, no mask) and ``coca`` (causal) that read the
+    encoder's grid as ``memory`` ``[B, h*w, width]``.
+    """
+    layer = nn.TransformerDecoderLayer(
+        width, heads, feedforward or 4 * width, dropout, batch_first=True, norm_first=True, activation="gelu"
+    )
+    return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(width))
+
+
+def grid_tokens(grid: torch.Tensor) -> torch.Tensor:
+    """The encoder's spatial grid ``[B, C, h, w]`` as a sequence of ``h*w`` visual tokens ``[B, h*w, C]``."""
+    return grid.flatten(2).transpose(1, 2)
