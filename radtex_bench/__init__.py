@@ -3,7 +3,9 @@
 Public API::
 
     from radtex_bench import Objective, register_objective   # write your own objective
+    from radtex_bench import Protocol, register_protocol     # ... or your own evaluation protocol
     from radtex_bench import load_recipe, run                # run a comparison from Python
+    from radtex_bench import merge                           # combine one-objective-per-job folders
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _LAZY = {
     "SetupContext": ("radtex_bench.objectives.base", "SetupContext"),
     "OBJECTIVES": ("radtex_bench.objectives", "OBJECTIVES"),
     "register_dataset": ("radtex_bench.data.kinds", "register_dataset"),
+    "DatasetKind": ("radtex_bench.data.kinds", "DatasetKind"),
     "register_encoder": ("radtex_bench.encoders", "register_encoder"),
     "Encoder": ("radtex_bench.encoders", "Encoder"),
     "load_encoder": ("radtex_bench.encoders", "load_encoder"),
@@ -25,8 +28,16 @@ _LAZY = {
     "recipe_from_dict": ("radtex_bench.config", "recipe_from_dict"),
     "Recipe": ("radtex_bench.config", "Recipe"),
     "run": ("radtex_bench.api", "run"),
+    "merge": ("radtex_bench.api", "merge"),
     "summary_table": ("radtex_bench.api", "summary_table"),
     "UserError": ("radtex_bench.errors", "UserError"),
+    "ParamError": ("radtex_bench.errors", "ParamError"),
+    "Range": ("radtex_bench.schema", "Range"),
+    "Protocol": ("radtex_bench.evaluation.protocols", "Protocol"),
+    "register_protocol": ("radtex_bench.evaluation.protocols", "register_protocol"),
+    "Cell": ("radtex_bench.evaluation.protocols", "Cell"),
+    "CellTask": ("radtex_bench.evaluation.protocols", "CellTask"),
+    "XrayAugment": ("radtex_bench.data.augment", "XrayAugment"),
 }
 
 

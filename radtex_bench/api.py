@@ -8,80 +8,30 @@ Data flows one way: recipe -> datasets -> objective training -> encoders -> eval
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from .config import Recipe, dump_recipe, load_recipe
 from .errors import UserError
 from .io import write_csv, write_json, write_text
+from .rundir import RunDir, fresh_plan
 
 log = logging.getLogger("radtex_bench")
-
-#: Recipe sections that must not change when a run is resumed (evaluation settings may).
-FROZEN_ON_RESUME = ("seed", "data", "encoder", "plugins")
 
 
 def default_out(recipe: Recipe) -> Path:
     return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _first_difference(a: object, b: object, path: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            diff = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-            if diff:
-                return diff
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            diff = _first_difference(x, y, f"{path}.{i}")
-            if diff:
-                return diff
-        return None
-    return None if a == b else (path or "<root>")
-
-
 def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
-    """Refuse to mix two different recipes' results in one folder."""
-    stored_path = out / "recipe.yaml"
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"--out {out} is a file; choose a folder")
-    if not stored_path.exists():
-        # A folder holding only the log of a start that failed validation can be reused.
-        if any(p for p in out.iterdir() if not (p.name.startswith("run.") and p.name.endswith(".log"))):
-            raise UserError(
-                f"--out {out} is not empty and holds no radtex-bench run; choose a new or empty folder"
-            )
-        return
-    if not resume:
-        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    try:
-        stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
-    except Exception as exc:
-        raise UserError(f"{stored_path} is unreadable ({exc}); choose another --out") from None
-    new = recipe.to_plain()
-    for key in FROZEN_ON_RESUME:
-        diff = _first_difference(stored.get(key), new.get(key), key)
-        if diff:
-            raise UserError(
-                f"{out} holds a run of a different recipe ({diff} differs from {stored_path}); resume it with "
-                "the same recipe, or choose another --out"
-            )
-    old = {o.get("label"): o for o in stored.get("objectives", [])}
-    for i, spec in enumerate(new["objectives"]):
-        if spec["label"] in old:
-            diff = _first_difference(old[spec["label"]], spec, f"objectives.{i}")
-            if diff:
-                raise UserError(
-                    f"{out}: objective '{spec['label']}' was trained with other settings ({diff} differs); "
-                    "give it a new label or choose another --out"
-                )
+    """Refuse to mix two different recipes' results in one folder (see :meth:`RunDir.check`)."""
+    RunDir(out).check(recipe, resume)
 
 
 def run(
@@ -91,12 +41,18 @@ def run(
     resume: bool = False,
     overrides: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    only: Sequence[str] = (),
 ) -> Path:
-    """Pretrain every objective of ``recipe``, evaluate every encoder, write tables, plots and report."""
-    from .data.loading import load_table
+    """Pretrain every objective of ``recipe``, evaluate every encoder, write tables, plots and report.
+
+    ``only``: pretrain and score only the objectives with these labels (one cluster job per objective;
+    ``merge`` combines the folders). recipe.yaml still records the whole recipe and ``objectives.json``
+    the labels the folder holds (:mod:`radtex_bench.rundir`).
+    """
+    from .config import check_only
     from .engine.distributed import init_distributed, resolve_device
-    from .engine.pretrain import default_workers, pretrain_objective
-    from .evaluation.data import build_eval_data, draw_subsets
+    from .engine.pretrain import pretrain_objective, resolve_workers
+    from .tracking import TrackedRun, open_trackers
     from .ui import attach_log_file, detach_log_file, info
 
     if not isinstance(recipe, Recipe):
@@ -105,94 +61,81 @@ def run(
         from .config import recipe_from_dict
 
         recipe = recipe_from_dict(recipe.to_plain(), overrides, exclude)
-    preflight(recipe)
+    only = check_only(recipe, only)
+    # Before any work, and read by every process before any process writes (writes follow the rendezvous).
+    if out:
+        RunDir(Path(out)).check(recipe, resume)
+    plan = RunDir(Path(out)).plan(recipe, only, resume) if out else fresh_plan(recipe, only)
+    preflight(recipe, plan.train)
     torch_device = resolve_device(device)
     dist = init_distributed(torch_device)
+    default = out is None
     out = _agree_on_out(Path(out) if out else default_out(recipe), dist)
+    paths = RunDir(out)
 
-    if dist.is_main:
-        check_run_dir(out, recipe, resume)
+    if default and dist.is_main:
+        paths.check(recipe, resume)
     dist.barrier()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handler = attach_log_file(out / ("run.log" if dist.is_main else f"run.rank{dist.rank}.log"))
+        handler = attach_log_file(paths.rank_log(dist.rank))
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror or exc}; choose a writable --out") from None
+    tracker = None
     try:
         log.info(
-            "radtex-bench run %s -> %s (device %s, %d process(es), resume=%s)",
+            "radtex-bench run %s -> %s (device %s, %d process(es), resume=%s%s)",
             recipe.name,
             out,
             torch_device,
             dist.world_size,
             resume,
+            f", only {', '.join(plan.train)}" if plan.selection else "",
         )
-        # Everything that can be wrong with the data is found before any training starts.
-        size = recipe.encoder.image_size
-        pretrain_table = load_table(
-            recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain", image_size=size
+        data = load_run_data(recipe, plan.hold)
+        recipe = data.recipe  # recipe.yaml records what each "f%" budget became
+        # Before the run's files: a tracker that cannot start leaves a folder that can simply be reused.
+        tracker = open_trackers(
+            recipe.logging.trackers, TrackedRun(out, recipe.name, plan.hold, plan.selection), dist.is_main
         )
-        train_table = pretrain_table.take(pretrain_table.split_rows("train"))
-        if len(train_table) == 0:
-            raise UserError("data.pretrain: the pretraining dataset has no 'train' split images")
-        check_pretraining_labels(recipe, train_table)
-        if recipe.data.evaluate is None:
-            eval_table, eval_where = pretrain_table, "data.pretrain"
-        else:
-            eval_table = load_table(
-                recipe.data.evaluate, recipe.data.on_bad_image, "data.evaluate", image_size=size
-            )
-            eval_where = "data.evaluate"
-        eval_data = build_eval_data(recipe, eval_table, eval_where)
-        subsets = draw_subsets(recipe, eval_data)
-
+        tracker.log_config(recipe.to_plain())
         if dist.is_main:
-            write_text(out / "recipe.yaml", dump_recipe(recipe))
-            write_json(
-                out / "splits.json",
-                {
-                    "train": eval_data.ids(eval_data.pool),
-                    "val": eval_data.ids(eval_data.val),
-                    "test": eval_data.ids(eval_data.test),
-                },
-            )
-            write_json(
-                out / "subsets.json",
-                {
-                    str(s): {str(b): eval_data.ids(rows) for b, rows in by_b.items()}
-                    for s, by_b in subsets.items()
-                },
-            )
-            skipped = pretrain_table.skipped + (
-                eval_table.skipped if eval_table is not pretrain_table else []
-            )
-            if skipped:
-                write_text(out / "skipped_images.txt", "".join(f"{p}\t{why}\n" for p, why in skipped))
+            write_run_files(paths, data, plan)
             info(
-                f"[bold]{recipe.name}[/]: {len(train_table)} pretraining images, evaluation on "
-                f"{len(eval_data.pool)} / {len(eval_data.val)} / {len(eval_data.test)} train-pool / val / test "
-                f"images, {len(recipe.objectives)} objectives -> {out}"
+                f"[bold]{recipe.name}[/]: {len(data.train_table)} pretraining images, evaluation on "
+                f"{len(data.eval_data.pool)} / {len(data.eval_data.val)} / {len(data.eval_data.test)} "
+                f"train-pool / val / test images, {len(plan.hold)} objectives -> {out}"
             )
 
-        encoders = {}
+        encoders, pretraining = {}, {}
         for spec in recipe.objectives:
+            if spec.label not in plan.hold:
+                continue
+            pretraining[spec.label] = pretraining_images(spec, data.train_table)
+            if spec.label not in plan.train:  # held from an earlier start, finished (RunDir.plan)
+                encoders[spec.label] = paths.encoder(spec.label)
+                continue
             encoders[spec.label] = pretrain_objective(
                 recipe,
                 spec,
-                pretraining_images(spec, train_table),
-                out / "pretrain" / spec.label,
+                pretraining[spec.label],
+                paths.pretrain(spec.label),
                 torch_device,
                 dist,
                 resume=resume,
+                metrics_hook=_metrics_hook(tracker, spec.label),
             )
         dist.barrier()
         if dist.is_main:
-            workers = (
-                recipe.data.workers if recipe.data.workers is not None else default_workers(torch_device)
+            workers = resolve_workers(recipe, torch_device)
+            evaluate_and_report(
+                recipe, out, data.eval_data, data.subsets, encoders, torch_device, workers, pretraining
             )
-            evaluate_and_report(recipe, out, eval_data, subsets, encoders, torch_device, workers)
+            tracker.log_summary(read_rows(paths.summary))
+            tracker.log_artifacts(report_files(paths))
             info(f"done: {out / 'report.md'}")
         dist.barrier()
+        tracker.close(success=True)
         return out
     except UserError:
         raise
@@ -200,6 +143,8 @@ def run(
         log.exception("internal error")
         raise
     finally:
+        if tracker is not None:
+            tracker.close(success=False)  # a no-op once closed
         detach_log_file(handler)
         if dist.enabled:
             from .engine.distributed import shutdown
@@ -207,12 +152,167 @@ def run(
             shutdown()  # NCCL warns (and may leak) when a process exits with its group alive
 
 
-def preflight(recipe: Recipe) -> None:
-    """Objective-specific checks that must pass before any work (e.g. ImageNet weights present offline)."""
-    from .objectives import OBJECTIVES
+@dataclass
+class RunData:
+    """The data half of a run, found before any training: everything that can be wrong with the data
+    is found while building it."""
 
+    #: The recipe with ``evaluation.resolved_budgets`` recorded.
+    recipe: Recipe
+    pretrain_table: Any
+    #: The pretraining split, evaluation validation/test images (and their patients) left out.
+    train_table: Any
+    eval_table: Any
+    eval_data: Any
+    #: ``{seed: {budget: table rows}}``: the labelled subsets.
+    subsets: dict
+    overlap: Any
+
+    def splits_json(self) -> dict[str, list[str]]:
+        """What ``splits.json`` holds."""
+        d = self.eval_data
+        return {"train": d.ids(d.pool), "val": d.ids(d.val), "test": d.ids(d.test)}
+
+    def subsets_json(self) -> dict[str, dict[str, list[str]]]:
+        """What ``subsets.json`` holds."""
+        return {
+            str(s): {str(b): self.eval_data.ids(rows) for b, rows in by_b.items()}
+            for s, by_b in self.subsets.items()
+        }
+
+
+def load_run_data(recipe: Recipe, labels: Sequence[str] | None = None) -> RunData:
+    """Read the pretraining and evaluation datasets of ``recipe``, build the evaluation split and the
+    labelled subsets, and leave evaluation images out of pretraining. ``labels``: the objectives that
+    will be trained or scored (their needs are checked against the data; all when None)."""
+    from .data.loading import load_table
+    from .evaluation.data import build_eval_data, draw_subsets, record_budgets
+
+    size = recipe.encoder.image_size
+    pretrain_table = load_table(
+        recipe.data.pretrain, recipe.data.on_bad_image, "data.pretrain", image_size=size
+    )
+    train_table = pretrain_table.take(pretrain_table.split_rows("train"))
+    if len(train_table) == 0:
+        raise UserError("data.pretrain: the pretraining dataset has no 'train' split images")
+    check_pretraining_labels(recipe, train_table, labels)
+    if recipe.data.evaluate is None:
+        eval_table, eval_where = pretrain_table, "data.pretrain"
+    else:
+        eval_table = load_table(
+            recipe.data.evaluate, recipe.data.on_bad_image, "data.evaluate", image_size=size
+        )
+        eval_where = "data.evaluate"
+    eval_data = build_eval_data(recipe, eval_table, eval_where)
+    recipe = record_budgets(recipe, eval_data)
+    subsets = draw_subsets(recipe, eval_data)
+    train_table, overlap = exclude_overlap(recipe, train_table, eval_table, eval_data)
+    return RunData(recipe, pretrain_table, train_table, eval_table, eval_data, subsets, overlap)
+
+
+def write_run_files(paths: RunDir, data: RunData, plan) -> None:
+    """recipe.yaml, splits.json, subsets.json, pretrain/images.csv, the overlap and caveat notes, the
+    skipped images and ``objectives.json`` (``plan``: an :class:`~radtex_bench.rundir.ObjectivePlan`)."""
+    write_text(paths.recipe, dump_recipe(data.recipe))
+    write_json(paths.splits, data.splits_json())
+    write_json(paths.subsets, data.subsets_json())
+    write_csv(
+        paths.pretrain_images,
+        ("image_id", "path"),
+        zip(data.train_table.image_ids, (os.path.realpath(p) for p in data.train_table.frame["path"])),
+    )
+    for path, content in (
+        (paths.overlap, data.overlap.found and data.overlap.to_json()),
+        (paths.caveats, data.eval_data.validation_gaps),
+        (paths.held, plan.selection and list(plan.hold)),
+    ):
+        if content:
+            write_json(path, content)
+        elif path.exists():  # a resumed run whose data (or selection) no longer has it
+            path.unlink()
+    skipped = data.pretrain_table.skipped + (
+        data.eval_table.skipped if data.eval_table is not data.pretrain_table else []
+    )
+    if skipped:
+        write_text(paths.skipped_images, "".join(f"{p}\t{why}\n" for p, why in skipped))
+
+
+def _metrics_hook(tracker, label: str):
+    """Training metrics of ``label`` to the trackers (None when none is on: the trainer then does nothing)."""
+    if not tracker:
+        return None
+    return lambda record: tracker.log_metrics(record["step"], record, prefix=f"pretrain/{label}")
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts (empty when the file is absent)."""
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def report_files(paths: RunDir) -> list[Path]:
+    """What the trackers attach: report.md, the tables, the plots."""
+    tables = (
+        paths.summary,
+        paths.results,
+        paths.comparisons,
+        paths.efficiency,
+        paths.aubc,
+        paths.aubc_comparisons,
+        paths.retrieval,
+        paths.generation,
+    )
+    plots = sorted(paths.plots.glob("*.png")) if paths.plots.is_dir() else []
+    return [p for p in (paths.report, paths.recipe, *tables, *plots) if p.exists()]
+
+
+def exclude_overlap(recipe: Recipe, train_table, eval_table, eval_data):
+    """Leave evaluation validation/test images (and their patients) out of pretraining, or refuse.
+
+    Returns the pretraining table to use and the :class:`~radtex_bench.data.overlap.Overlap` found.
+    """
+    import numpy as np
+
+    from .data.overlap import find_overlap
+    from .errors import DataError
+
+    overlap = find_overlap(train_table, eval_table, np.concatenate([eval_data.val, eval_data.test]))
+    if not overlap.found:
+        return train_table, overlap
+    where = "data.pretrain / data.evaluate" if recipe.data.evaluate is not None else "data.pretrain"
+    if recipe.data.overlap == "error":
+        raise DataError(
+            f"{where}: {overlap.describe()}; pretraining on evaluation images inflates every result. Use "
+            "datasets with disjoint images and patients, or set data.overlap: exclude to leave them out"
+        )
+    log.warning("%s: %s; they are left out of pretraining (data.overlap: exclude)", where, overlap.describe())
+    kept = train_table.take(~overlap.drop)
+    if len(kept) == 0:
+        raise DataError(
+            f"{where}: every pretraining image is an evaluation validation/test image or shares a patient with "
+            "one; use a pretraining dataset that is disjoint from the evaluation set"
+        )
+    return kept, overlap
+
+
+def preflight(recipe: Recipe, labels: Sequence[str] | None = None) -> None:
+    """Checks that must pass before any work: the trackers' libraries (installed?), objectives' (e.g.
+    ImageNet weights present offline; only those with ``labels`` when given: the ones this start
+    trains) and protocols' (e.g. the clinical-efficacy labeler's weights)."""
+    from .evaluation.protocols import PROTOCOLS
+    from .objectives import OBJECTIVES
+    from .tracking import check_trackers
+
+    check_trackers(recipe.logging.trackers)
     for spec in recipe.objectives:
-        OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
+        if labels is None or spec.label in labels:
+            OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
+    for name in recipe.evaluation.protocols:
+        PROTOCOLS.get(name).preflight(recipe.evaluation.section(name))
 
 
 def pretraining_images(spec, train_table):
@@ -237,10 +337,15 @@ def pretraining_images(spec, train_table):
     return train_table.take(has_report)
 
 
-def check_pretraining_labels(recipe: Recipe, train_table) -> None:
+def check_pretraining_labels(recipe: Recipe, train_table, labels: Sequence[str] | None = None) -> None:
+    """Objectives that train on labels (of those with ``labels``, all when None) need every pathology."""
     from .objectives import OBJECTIVES
 
-    users = [s.label for s in recipe.objectives if "labels" in OBJECTIVES.get(s.name).needs]
+    users = [
+        s.label
+        for s in recipe.objectives
+        if "labels" in OBJECTIVES.get(s.name).needs and (labels is None or s.label in labels)
+    ]
     absent = [p for p in recipe.data.pathologies if not train_table.has_label(p)]
     if users and absent:
         raise UserError(
@@ -261,9 +366,23 @@ def _agree_on_out(out: Path, dist) -> Path:
 
 
 def evaluate_and_report(
-    recipe: Recipe, out: Path, eval_data, subsets, encoders: dict[str, Path], device, workers: int
+    recipe: Recipe,
+    out: Path,
+    eval_data,
+    subsets,
+    encoders: dict[str, Path],
+    device,
+    workers: int,
+    pretraining: dict | None = None,
 ) -> None:
-    from .evaluation.evaluator import Evaluator
+    """Score every encoder by every protocol and write the tables, plots and report.
+
+    ``pretraining``: each objective's pretraining table (label -> ImageTable), needed to rebuild the
+    whole pretrained model for the text protocols (zeroshot, retrieval, generation); without it those
+    protocols are skipped.
+    """
+    from .evaluation.efficiency import write_efficiency_tables
+    from .evaluation.evaluator import Evaluator, build_protocols
     from .evaluation.results import (
         COMPARISONS_HEADER,
         RESULTS_HEADER,
@@ -271,27 +390,131 @@ def evaluate_and_report(
         Summariser,
         results_rows,
     )
+    from .evaluation.text_tables import BootstrapSettings, write_skips, write_text_tables
     from .reporting import build_report
 
-    evaluator = Evaluator(recipe, out, eval_data, subsets, device, workers)
+    evaluation = recipe.evaluation
+    protocols = build_protocols(
+        evaluation.protocols,
+        evaluation.sections,
+        eval_data,
+        recipe.seed,
+        device,
+        evaluation.batch_size,
+        workers,
+    )
+    evaluator = Evaluator(out, eval_data, subsets, protocols, device, evaluation.batch_size, workers)
     cells = []
     for label, path in encoders.items():
-        cells.extend(evaluator.evaluate(label, path))
+        model = _pretrained_model(recipe, label, out, device, pretraining)
+        encoder = evaluator.encoder_under_test(
+            label, path, model.load, model.capabilities, model.model_hash, model.note
+        )
+        cells.extend(evaluator.evaluate(encoder))
+    paths = RunDir(out)
+    write_text_tables(
+        paths,
+        cells,
+        eval_data.test_patients,
+        eval_data.pathologies,
+        BootstrapSettings(evaluation.bootstrap, evaluation.confidence, recipe.seed),
+        order=list(encoders),
+    )
+    write_skips(paths, evaluator.skipped)
+    cells = [c for c in cells if protocols[c.protocol].auroc]  # the others wrote their own tables
     summariser = Summariser(recipe, eval_data, cells, order=list(encoders))
-    write_csv(out / "results.csv", RESULTS_HEADER, results_rows(cells, eval_data.pathologies))
-    write_csv(out / "summary.csv", SUMMARY_HEADER, summariser.summary_rows())
-    write_csv(out / "comparisons.csv", COMPARISONS_HEADER, summariser.comparison_rows())
+    write_csv(
+        paths.results, RESULTS_HEADER, results_rows(cells, eval_data.pathologies, summariser.test_labels)
+    )
+    write_csv(paths.summary, SUMMARY_HEADER, summariser.summary_rows())
+    write_csv(paths.comparisons, COMPARISONS_HEADER, summariser.comparison_rows())
+    write_efficiency_tables(paths, summariser)
     build_report(out)
+
+
+def _pretrained_model(recipe: Recipe, label: str, out: Path, device, pretraining: dict | None):
+    """How the evaluation reaches ``label``'s whole pretrained model (none without its pretraining table)."""
+    from .engine.pretrain import PretrainedModel, pretrained_model
+
+    spec = next((s for s in recipe.objectives if s.label == label), None)
+    if spec is None or pretraining is None or label not in pretraining:
+        return PretrainedModel(None, frozenset(), "")
+    return pretrained_model(recipe, spec, pretraining[label], RunDir(out).pretrain(label), device)
+
+
+def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> Path:
+    """Combine run folders of one recipe (e.g. one ``run --only LABEL`` job each) into the run folder that
+    one run of all their objectives would have written: same results, summary, paired comparisons,
+    efficiency and text-side tables, report and plots (:mod:`radtex_bench.merging`).
+
+    Folders that differ in anything that breaks pairing are refused (:class:`UserError` naming the first
+    difference). The datasets are re-read from the recipe to rebuild the tables; cached evaluation cells
+    are reused, so nothing is retrained and normally nothing is rescored (``device`` is used only for a
+    cell that no folder has).
+    """
+    from .config import recipe_from_dict
+    from .engine.distributed import resolve_device
+    from .engine.pretrain import resolve_workers
+    from .merging import check_out, copy_objectives, plan_merge, read_source
+    from .rundir import ObjectivePlan
+    from .ui import attach_log_file, detach_log_file, info
+
+    sources = [read_source(Path(d)) for d in dirs]
+    plan = plan_merge(sources)
+    out = Path(out)
+    check_out(out, sources)
+    recipe = recipe_from_dict(plan.recipe)
+    torch_device = resolve_device(device)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handler = attach_log_file(RunDir(out).log)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}; choose a writable --out") from None
+    try:
+        log.info("radtex-bench merge %s -> %s", " ".join(str(s.dir) for s in sources), out)
+        data = load_run_data(recipe, plan.hold)
+        for name, derived in (("splits.json", data.splits_json()), ("subsets.json", data.subsets_json())):
+            stored = json.loads((sources[0].dir / name).read_text(encoding="utf-8"))
+            if stored != derived:
+                raise UserError(
+                    f"merge: the evaluation data changed since {sources[0].dir} ran ({name} differs from "
+                    "what the recipe's datasets give now); merge on the data the runs used"
+                )
+        paths = RunDir(out)
+        copy_objectives(plan, out)
+        write_run_files(paths, data, ObjectivePlan((), plan.hold, plan.selection))
+        spec_of = {spec.label: spec for spec in data.recipe.objectives}
+        encoders = {label: paths.encoder(label) for label in plan.hold}
+        pretraining = {label: pretraining_images(spec_of[label], data.train_table) for label in plan.hold}
+        evaluate_and_report(
+            data.recipe,
+            out,
+            data.eval_data,
+            data.subsets,
+            encoders,
+            torch_device,
+            resolve_workers(data.recipe, torch_device),
+            pretraining,
+        )
+        info(f"merged {len(plan.hold)} objectives of {len(sources)} folders: {out / 'report.md'}")
+        return out
+    except UserError:
+        raise
+    except Exception:
+        log.exception("internal error")
+        raise
+    finally:
+        detach_log_file(handler)
 
 
 def summary_table(run_dir: str | Path):
     """``summary.csv`` of a finished run as a pandas DataFrame."""
     import pandas as pd
 
-    path = Path(run_dir) / "summary.csv"
+    path = RunDir(Path(run_dir)).summary
     if not path.exists():
         raise UserError(f"{path} not found; has the run finished?")
     return pd.read_csv(path)
 
 
-__all__ = ["run", "summary_table", "default_out", "check_run_dir"]
+__all__ = ["run", "merge", "summary_table", "default_out", "check_run_dir"]

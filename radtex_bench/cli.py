@@ -38,6 +38,7 @@ class What(str, Enum):
     objectives = "objectives"
     encoders = "encoders"
     datasets = "datasets"
+    protocols = "protocols"
 
 
 class Device(str, Enum):
@@ -71,6 +72,14 @@ def run(
     exclude: Annotated[
         Optional[list[str]], typer.Option("--exclude", help="Leave out the objective with this label.")
     ] = None,
+    only: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--only",
+            help="Pretrain and score only the objective with this label (repeatable; one cluster job per "
+            "objective, combined later by `radtex-bench merge`).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Pretrain every objective of RECIPE, evaluate each encoder at every label budget, write the report."""
@@ -79,7 +88,32 @@ def run(
 
     if quiet:
         set_quiet(True)
-    run_api(recipe, out=out, device=device.value, resume=resume, overrides=set_ or (), exclude=exclude or ())
+    run_api(
+        recipe,
+        out=out,
+        device=device.value,
+        resume=resume,
+        overrides=set_ or (),
+        exclude=exclude or (),
+        only=only or (),
+    )
+
+
+@app.command()
+def merge(
+    dirs: Annotated[
+        list[Path],
+        typer.Argument(metavar="DIR", help="Run folders of one recipe (e.g. one per --only job)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged run folder (new or empty).")],
+    device: Annotated[
+        Device, typer.Option(help="Where to score a cell that no folder has (normally none).")
+    ] = Device.auto,
+) -> None:
+    """Combine run folders of one recipe into one run folder, as if their objectives had run together."""
+    from .api import merge as merge_api
+
+    typer.echo(str(merge_api(dirs, out=out, device=device.value)))
 
 
 @app.command("list")
@@ -90,11 +124,12 @@ def list_(
         Optional[list[str]], typer.Option("--plugin", help="Also import this plug-in module.")
     ] = None,
 ) -> None:
-    """List registered objectives (built-ins and plug-ins), encoders or dataset kinds."""
-    if what is What.objectives:
-        from .objectives import OBJECTIVES, load_plugins
+    """List registered objectives, encoders, dataset kinds or evaluation protocols (with plug-ins)."""
+    from .objectives import load_plugins
 
-        load_plugins(plugin or ())
+    load_plugins(plugin or ())  # a plug-in module may register any of them
+    if what is What.objectives:
+        from .objectives import OBJECTIVES
 
         def describe(name: str) -> list[str]:
             cls = OBJECTIVES.get(name)
@@ -106,11 +141,13 @@ def list_(
         from .encoders import ENCODERS
 
         registry, describe = ENCODERS, lambda n: [f"{ENCODERS.get(n).out_dim}-d features"]
+    elif what is What.protocols:
+        from .evaluation.protocols import PROTOCOLS, load_protocol_entry_points
+
+        load_protocol_entry_points()
+        registry, describe = PROTOCOLS, lambda n: [PROTOCOLS.get(n).description]
     else:
-        from .data import (
-            DATASETS,
-            builtin_kinds,  # noqa: F401
-        )
+        from .data.kinds import DATASETS
 
         registry, describe = DATASETS, lambda n: [DATASETS.get(n).description]
     names = registry.names()
@@ -125,15 +162,30 @@ def list_(
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the dataset into.")],
-    n: Annotated[int, typer.Option(min=10, help="Number of images.")] = 2000,
-    size: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 64,
-    seed: Annotated[int, typer.Option(min=0, help="Generator seed.")] = 0,
+    n: Annotated[int, typer.Option(min=10, max=1_000_000, help="Number of images.")] = 2000,
+    size: Annotated[int, typer.Option(min=16, max=1024, help="Image side in pixels.")] = 64,
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Generator seed.")] = 0,
 ) -> None:
     """Write the built-in synthetic dataset (images/*.png + manifest.csv) to OUT."""
     from .data.synthetic import generate_synthetic
 
     folder = generate_synthetic(out, n=n, size=size, seed=seed)
     typer.echo(str(folder / "manifest.csv"))
+
+
+@app.command()
+def label(
+    file: Annotated[Path, typer.Argument(help="CSV file with one report per row.")],
+    column: Annotated[str, typer.Option("--column", "-c", help="Column holding the report text.")] = "report",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="CSV to write [stdout]; written atomically.")
+    ] = None,
+    labeler: Annotated[str, typer.Option(help="Labeler: rule | f1chexbert (local weights).")] = "rule",
+) -> None:
+    """Add CheXpert's 14 labels (1 / 0 / -1 / blank) to every row of FILE, after all its columns."""
+    from .text.labeler.table import label_table
+
+    label_table(file, column=column, out=out, labeler=labeler)
 
 
 @data_app.command("summary")

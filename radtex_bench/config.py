@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,13 @@ from typing import Any, Literal
 
 import yaml
 
-from .data.kinds import DatasetSpec
 from .data.labels import RADTEX_9
-from .errors import ConfigError, UserError, did_you_mean
-from .schema import build, coerce, option, to_plain
+from .data.spec import DatasetSpec
+from .errors import ConfigError, ParamError, UserError, did_you_mean
+from .evaluation.prompts import PromptSet, check_prompts
+from .schema import build, coerce, option, to_plain, type_hints
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Protocol = Literal["linear", "finetune", "knn"]
 
 
 def _default_pretrain() -> DatasetSpec:
@@ -39,7 +38,12 @@ class DataConfig:
     pathologies: tuple[str, ...] = option(RADTEX_9, help="pathologies to pretrain (supervised) and score")
     uncertain: Literal["zeros", "ones", "ignore"] = option("zeros", help="what uncertain (-1) labels become")
     on_bad_image: Literal["error", "skip"] = option("error", help="missing or unreadable image: stop or skip")
-    workers: int | None = option(None, ge=0, help="data-loading processes; null = automatic")
+    overlap: Literal["exclude", "error"] = option(
+        "exclude",
+        help="evaluation validation/test images (or their patients) found in pretraining: leave them out "
+        "of pretraining, or stop",
+    )
+    workers: int | None = option(None, ge=0, le=256, help="data-loading processes; null = automatic")
 
     def __post_init__(self) -> None:
         if not self.pathologies:
@@ -52,19 +56,23 @@ class DataConfig:
 @dataclass(frozen=True)
 class EncoderConfig:
     name: str = option("resnet18", help="encoder registry key (radtex-bench list encoders)")
-    image_size: int = option(224, ge=32, help="square input size in pixels")
+    image_size: int = option(224, ge=32, le=4096, help="square input size in pixels")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = option(10, ge=0, help="passes over the pretraining split")
+    epochs: int = option(10, ge=0, le=100_000, help="passes over the pretraining split")
     max_steps: int | None = option(None, ge=1, help="stop after this many optimiser steps (overrides epochs)")
-    batch_size: int = option(64, ge=1, help="images per step (per process under torchrun)")
-    lr: float = option(5e-4, gt=0.0, help="peak learning rate of the heads (AdamW)")
-    encoder_lr: float | None = option(None, gt=0.0, help="peak learning rate of the encoder; null = lr")
-    weight_decay: float = option(0.01, ge=0.0, help="AdamW weight decay (not on biases and norms)")
+    batch_size: int = option(
+        64, ge=2, help="images per step (per process under torchrun); BatchNorm needs at least 2"
+    )
+    lr: float = option(5e-4, gt=0.0, le=10.0, help="peak learning rate of the heads (AdamW)")
+    encoder_lr: float | None = option(
+        None, gt=0.0, le=10.0, help="peak learning rate of the encoder; null = lr"
+    )
+    weight_decay: float = option(0.01, ge=0.0, le=10.0, help="AdamW weight decay (not on biases and norms)")
     warmup_steps: int = option(0, ge=0, help="linear warmup steps, then cosine decay to zero")
-    grad_accum: int = option(1, ge=1, help="micro-batches accumulated per optimiser step")
+    grad_accum: int = option(1, ge=1, le=4096, help="micro-batches accumulated per optimiser step")
     grad_clip: float | None = option(1.0, gt=0.0, help="clip the gradient norm; null = no clipping")
     checkpoint_every: int = option(200, ge=0, help="write last.ckpt every N steps (0 = only at the end)")
     log_every: int = option(10, ge=1, help="write metrics.jsonl every N steps")
@@ -88,49 +96,170 @@ class ObjectiveSpec:
             )
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    epochs: int = option(30, ge=1, help="maximum epochs over the labelled subset")
-    batch_size: int = option(32, ge=1)
-    lr: float = option(1e-4, gt=0.0, help="peak learning rate (AdamW, cosine)")
-    head_lr: float = option(1e-3, gt=0.0, help="learning rate of the new classification head")
-    weight_decay: float = option(1e-4, ge=0.0)
-    patience: int = option(5, ge=1, help="epochs without a better validation macro AUROC before stopping")
-    min_steps: int = option(50, ge=0, help="train at least this many steps, however small the budget")
+def _protocol_registry():
+    from .evaluation.protocols import PROTOCOLS, load_protocol_entry_points
+
+    load_protocol_entry_points()
+    return PROTOCOLS
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    budgets: tuple[int, ...] = option((10, 50, 100, 250), ge=1, help="labelled training images per cell")
-    seeds: int = option(3, ge=1, help="subsets (and fine-tuning initialisations) per budget")
-    protocols: tuple[Protocol, ...] = option(("linear",), help="linear | finetune | knn")
+    """``evaluation:``. Besides the keys below, each protocol has its own section ``evaluation.<name>``
+    (e.g. ``finetune: {epochs: 30}``, ``knn: {k: 20}``), validated by the protocol's ``Config``."""
+
+    budgets: tuple[int | str, ...] = option(
+        (10, 50, 100, 250),
+        ge=2,
+        help='labelled training images per cell (>= 2: a positive and a negative), or "f%" of the '
+        "labelled training pool (0 < f <= 100)",
+    )
+    seeds: int = option(3, ge=1, le=1000, help="subsets (and fine-tuning initialisations) per budget")
+    protocols: tuple[str, ...] = option(
+        ("linear",), help="evaluation protocols (radtex-bench list protocols)"
+    )
     pathologies: tuple[str, ...] | None = option(None, help="pathologies scored; null = data.pathologies")
-    bootstrap: int = option(1000, ge=0, help="bootstrap resamples of test patients (0 = no intervals)")
+    bootstrap: int = option(
+        1000, ge=0, le=100_000, help="bootstrap resamples of test patients (0 = no intervals)"
+    )
     confidence: float = option(0.95, gt=0.0, le=0.999)
     batch_size: int = option(128, ge=1, help="images per batch when extracting features")
-    finetune: FinetuneConfig = option(default_factory=FinetuneConfig)
-    knn_k: int = option(20, ge=1, help="neighbours for the knn protocol")
+    prompts: dict[str, PromptSet] | None = option(
+        None,
+        help="zero-shot prompts {Pathology: {positive: [...], negative: [...]}}; entries replace the "
+        "defaults of the pathologies they name; null = the defaults (CheXpert's 14 labels)",
+    )
+    subsets_from: str | None = option(
+        None,
+        help="reuse fixed labelled subsets: an earlier run's subsets.json or a CSV seed,budget,image_id",
+    )
+    resolved_budgets: dict[str, int] | None = option(
+        None,
+        help="written by the run: the image count each percentage budget resolved to (checked when given)",
+    )
+    #: Every registered protocol's settings, by name (filled with defaults; not a recipe key itself).
+    sections: dict[str, Any] = option(default_factory=dict, internal=True)
 
     def __post_init__(self) -> None:
-        if not self.budgets:
-            raise ConfigError("budgets", "needs at least one budget")
-        if len(set(self.budgets)) != len(self.budgets):
-            raise ConfigError("budgets", "each budget may appear once")
-        object.__setattr__(self, "budgets", tuple(sorted(self.budgets)))
+        from .evaluation.budgets import check_budget_entries
+
+        budgets, resolved = check_budget_entries(self.budgets, self.resolved_budgets)
+        object.__setattr__(self, "budgets", budgets)
+        object.__setattr__(self, "resolved_budgets", resolved)
         if not self.protocols:
             raise ConfigError("protocols", "needs at least one protocol")
         if len(set(self.protocols)) != len(self.protocols):
             raise ConfigError("protocols", "each protocol may appear once")
 
+    @classmethod
+    def from_plain(cls, value: Any, where: str = "evaluation") -> EvaluationConfig:
+        if isinstance(value, EvaluationConfig):
+            return value
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(where, f"expected a mapping, got {value!r}")
+        registry = _protocol_registry()
+        general = {k: v for k, v in value.items() if k not in registry}
+        config = build(cls, general, where)
+        for i, name in enumerate(config.protocols):
+            registry.get(name, where=f"{where}.protocols.{i}")
+        sections = {
+            name: config._share(build(registry.get(name).Config, value.get(name), f"{where}.{name}"))
+            for name in registry.names()
+        }
+        object.__setattr__(config, "sections", sections)
+        return config
+
+    def _share(self, section: Any) -> Any:
+        """A section's internal fields named after a general key (``prompts``) receive its value."""
+        general = {f.name for f in dataclasses.fields(self)}
+        shared = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(section)
+            if f.metadata.get("internal") and f.name in general
+        }
+        return dataclasses.replace(section, **shared) if shared else section
+
+    def to_plain(self) -> dict[str, Any]:
+        out = {
+            f.name: to_plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "sections"
+        }
+        for name, section in self.sections.items():  # internal fields are not keys of the section
+            fields = dataclasses.fields(section)
+            out[name] = {
+                f.name: to_plain(getattr(section, f.name)) for f in fields if not f.metadata.get("internal")
+            }
+        return out
+
+    def section(self, protocol: str) -> Any:
+        """The settings of ``protocol`` (``evaluation.<protocol>``)."""
+        return self.sections[protocol]
+
+
+def _tracker_registry():
+    from .tracking import TRACKERS, load_tracker_entry_points
+
+    load_tracker_entry_points()
+    return TRACKERS
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """``logging:``: experiment trackers, each off by default (radtex_bench/tracking/).
+
+    Each key is a tracker (``tensorboard``, ``wandb``, ``mlflow``, plug-ins): ``true`` or a mapping of
+    its settings (``{}`` = defaults) switches it on, ``false`` or null leaves it off. recipe.yaml
+    records every tracker, ``false`` or its settings with defaults filled in. Trackers never change a
+    result, so the section may differ between a run and its ``--resume`` or between merged folders.
+    """
+
+    #: The enabled trackers' validated settings, by name (not a recipe key itself).
+    trackers: dict[str, Any] = option(default_factory=dict, internal=True)
+
+    @classmethod
+    def from_plain(cls, value: Any, where: str = "logging") -> LoggingConfig:
+        if isinstance(value, LoggingConfig):
+            return value
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(where, f"expected a mapping such as {{tensorboard: true}}, got {value!r}")
+        registry = _tracker_registry()
+        enabled = {}
+        for name, section in value.items():
+            if name not in registry:
+                raise ConfigError(
+                    f"{where}.{name}", f"unknown tracker{did_you_mean(str(name), registry.names())}"
+                )
+            if section is None or section is False:
+                continue
+            if section is True:
+                section = {}
+            if not isinstance(section, Mapping):
+                raise ConfigError(
+                    f"{where}.{name}", f"expected true, false or a mapping of its settings, got {section!r}"
+                )
+            enabled[str(name)] = build(registry.get(name).Config, section, f"{where}.{name}")
+        return cls(trackers={n: enabled[n] for n in sorted(enabled)})
+
+    def to_plain(self) -> dict[str, Any]:
+        names = sorted(set(_tracker_registry().names()) | set(self.trackers))
+        return {n: to_plain(self.trackers[n]) if n in self.trackers else False for n in names}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str = option(help="name of the comparison (used in the default output folder)")
-    seed: int = option(0, ge=0, help="fixes every random choice on the CPU")
+    seed: int = option(0, ge=0, le=2**31 - 1, help="fixes every random choice on the CPU")
     data: DataConfig = option(default_factory=DataConfig)
     encoder: EncoderConfig = option(default_factory=EncoderConfig)
     objectives: tuple[ObjectiveSpec, ...] = option(help="the objectives to compare")
-    evaluation: EvaluationConfig = option(default_factory=EvaluationConfig)
+    evaluation: EvaluationConfig = option(default_factory=lambda: EvaluationConfig.from_plain({}))
+    logging: LoggingConfig = option(
+        default_factory=lambda: LoggingConfig.from_plain({}),
+        help="experiment trackers: tensorboard / wandb / mlflow, each an optional extra, off by default",
+    )
     plugins: tuple[str, ...] = option((), help="importable modules that register objectives")
 
     def __post_init__(self) -> None:
@@ -146,6 +275,12 @@ class Recipe:
                     f"'{spec.label}' is already used by objectives.{seen[spec.label]}; give each entry a unique label",
                 )
             seen[spec.label] = i
+        sections = self.evaluation.sections
+        uses_prompts = any(
+            name in sections and "prompts" in {f.name for f in dataclasses.fields(sections[name])}
+            for name in self.evaluation.protocols
+        )
+        check_prompts(self.evaluation.prompts, self.eval_pathologies, uses_prompts, "evaluation.prompts")
 
     @property
     def eval_pathologies(self) -> tuple[str, ...]:
@@ -236,7 +371,7 @@ def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str
                 f"{where}.{key}", f"unknown parameter of this objective{did_you_mean(key, names)}"
             )
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = type_hints(cls.__init__)
     except Exception:
         hints = {}
     out: dict[str, Any] = {}
@@ -260,7 +395,7 @@ def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str
 
 def resolve(raw: Any, source: str | None = None) -> Recipe:
     """Validate plain recipe data (already overridden) into a :class:`Recipe`."""
-    from .objectives import OBJECTIVES, load_plugins
+    from .objectives import BATCH_KEYS, OBJECTIVES, load_plugins
 
     try:
         if not isinstance(raw, Mapping):
@@ -272,7 +407,18 @@ def resolve(raw: Any, source: str | None = None) -> Recipe:
         objectives = []
         for i, spec in enumerate(recipe.objectives):
             cls = OBJECTIVES.get(spec.name, where=f"objectives.{i}.name")
+            unknown = set(cls.needs) - BATCH_KEYS
+            if unknown:
+                raise ConfigError(
+                    f"objectives.{i}.name",
+                    f"objective '{spec.name}' declares needs {sorted(unknown)}; allowed: {sorted(BATCH_KEYS)} "
+                    "(fix the plug-in's `needs`)",
+                )
             params = resolve_params(cls, spec.params, f"objectives.{i}.params")
+            try:
+                cls.check_params(params)
+            except ParamError as exc:
+                raise ConfigError(f"objectives.{i}.params.{exc.key}", exc.message) from None
             objectives.append(dataclasses.replace(spec, params=params))
         recipe = dataclasses.replace(recipe, objectives=tuple(objectives))
         from .encoders import ENCODERS, check_image_size
@@ -309,6 +455,21 @@ def exclude_objectives(raw: dict[str, Any], labels: Sequence[str], source: str) 
     raw["objectives"] = [
         e for e in entries if not (isinstance(e, dict) and str(e.get("label") or e.get("name")) in labels)
     ]
+
+
+def check_only(recipe: Recipe, only: Sequence[str]) -> tuple[str, ...]:
+    """``--only`` labels, checked against the recipe and put in its order (duplicates dropped).
+
+    Unlike ``--exclude``, ``--only`` does not edit the recipe: recipe.yaml keeps every objective, so
+    the folder knows the comparison it is part of (``radtex-bench merge`` rebuilds it).
+    """
+    labels = [spec.label for spec in recipe.objectives]
+    for label in only:
+        if label not in labels:
+            raise UserError(
+                f"--only {label}: no objective with that label in the recipe{did_you_mean(label, labels)}"
+            )
+    return tuple(x for x in labels if x in only)
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:

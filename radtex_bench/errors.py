@@ -27,6 +27,18 @@ class ConfigError(UserError):
         super().__init__(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
 
 
+class ParamError(UserError):
+    """An objective's ``params`` that do not fit together, raised by ``Objective.check_params``.
+
+    ``key`` is the parameter's name; validation reports it as ``objectives.<i>.params.<key>``.
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"params.{key}: {message}")
+
+
 class DataError(UserError):
     """Missing, unreadable or inconsistent data."""
 

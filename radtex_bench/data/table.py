@@ -30,6 +30,9 @@ class ImageTable:
     :data:`SPLITS` or ``""`` when the dataset has no official split; ``report`` ``""`` when absent;
     ``view`` upper-case such as ``PA``, ``AP``, ``LATERAL`` or ``""`` when unknown).
     ``labels`` is float32 ``[N, len(label_names)]`` holding 1 / 0 / -1 / NaN.
+    ``pretrain_labels``: the labels pretraining objectives train on when a kind makes them differ from
+    ``labels`` (the ``synthetic`` kind's label noise, docs/synthetic.md), same shape and states; None =
+    ``labels``. Evaluation always reads ``labels``.
     """
 
     frame: pd.DataFrame
@@ -39,6 +42,7 @@ class ImageTable:
     root: Path | None = None
     #: Images that were listed but could not be used, as (image path, reason).
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    pretrain_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
@@ -50,6 +54,10 @@ class ImageTable:
         self.labels = np.asarray(self.labels, dtype=np.float32).reshape(
             len(self.frame), len(self.label_names)
         )
+        if self.pretrain_labels is not None:
+            self.pretrain_labels = np.asarray(self.pretrain_labels, dtype=np.float32).reshape(
+                self.labels.shape
+            )
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -74,6 +82,7 @@ class ImageTable:
             kind=self.kind,
             root=self.root,
             skipped=list(self.skipped),
+            pretrain_labels=None if self.pretrain_labels is None else self.pretrain_labels[rows],
         )
 
     def split_rows(self, split: str) -> np.ndarray:
@@ -82,12 +91,14 @@ class ImageTable:
     def has_label(self, name: str) -> bool:
         return name in self.label_names
 
-    def label_matrix(self, pathologies: Sequence[str], policy: str) -> np.ndarray:
-        """``[N, P]`` float32 labels for ``pathologies`` after the uncertain policy (NaN = missing)."""
+    def label_matrix(self, pathologies: Sequence[str], policy: str, pretraining: bool = False) -> np.ndarray:
+        """``[N, P]`` float32 labels for ``pathologies`` after the uncertain policy (NaN = missing);
+        ``pretraining``: the :attr:`pretrain_labels` when the table has them."""
+        source = self.pretrain_labels if pretraining and self.pretrain_labels is not None else self.labels
         columns = []
         for name in pathologies:
             if name in self.label_names:
-                columns.append(self.labels[:, self.label_names.index(name)])
+                columns.append(source[:, self.label_names.index(name)])
             else:
                 columns.append(np.full(len(self), np.nan, dtype=np.float32))
         matrix = np.stack(columns, axis=1) if columns else np.zeros((len(self), 0), np.float32)

@@ -34,19 +34,25 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
+from ..data.normalization import input_normalization
 from ..data.pipeline import EpochBatchSampler, RadiographDataset, collate, to_model_input
 from ..errors import Interrupted, UserError
 from ..io import append_jsonl, read_jsonl, write_text
+from ..rundir import CHECKPOINT_FILE, METRICS_FILE
 from ..seeds import derive_seed
 from ..ui import progress
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistInfo, all_gather_objects, all_mean, any_rank, broadcast_buffers
 from .optim import build_optimizer, build_scheduler
+from .precision import autocast_dtype
 
 log = logging.getLogger("radtex_bench")
 
 #: Called after every optimiser step with the trainer (benchmarks time steps with it).
 StepHook = Callable[["Trainer"], None]
+#: Called on rank 0 with each record written to metrics.jsonl (experiment trackers); only at logging
+#: steps, so the steps in between carry no tracker work.
+MetricsHook = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -71,18 +77,6 @@ class _Window:
             if key != "loss" and torch.is_tensor(value) and value.ndim == 0:
                 self.parts.setdefault(key, []).append(value.detach())
         self.images += images
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16" or device.type == "cuda":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
-    return None
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -131,6 +125,7 @@ class Trainer:
         workers: int,
         label: str,
         step_hook: StepHook | None = None,
+        metrics_hook: MetricsHook | None = None,
     ):
         self.objective = objective
         self.dataset = dataset
@@ -142,10 +137,13 @@ class Trainer:
         self.workers = workers
         self.label = label
         self.step_hook = step_hook
-        self.ckpt_path = self.out_dir / "last.ckpt"
-        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.metrics_hook = metrics_hook
+        self.ckpt_path = self.out_dir / CHECKPOINT_FILE
+        self.metrics_path = self.out_dir / METRICS_FILE
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         self.channels_last = device.type == "cuda"
+        # The encoder's input normalisation (ImageNet unless its weights came with their own).
+        self.normalization = input_normalization(objective.encoder)
         self.needs = set(getattr(objective, "needs", {"image"}))
         self.view_augment = getattr(dataset, "view_augment", None)
 
@@ -278,9 +276,11 @@ class Trainer:
             if "image" not in self.needs:
                 del out["image"]
         if "image" in out:
-            out["image"] = to_model_input(batch["image"], self.device, self.channels_last)
+            out["image"] = to_model_input(batch["image"], self.device, self.channels_last, self.normalization)
         if "views" in batch:
-            out["views"] = [to_model_input(v, self.device, self.channels_last) for v in batch["views"]]
+            out["views"] = [
+                to_model_input(v, self.device, self.channels_last, self.normalization) for v in batch["views"]
+            ]
         if "labels" in batch:
             out["labels"] = batch["labels"].to(self.device, non_blocking=True)
         return out
@@ -290,7 +290,9 @@ class Trainer:
         pixels = pixels.to(self.device, non_blocking=True)  # [B, 1, S, S] uint8
         params = params.to(self.device, non_blocking=True)  # [B, V, N_PARAMS]
         return [
-            to_model_input(self.view_augment(pixels, params[:, v]), None, self.channels_last)
+            to_model_input(
+                self.view_augment(pixels, params[:, v]), None, self.channels_last, self.normalization
+            )
             for v in range(params.shape[1])
         ]
 
@@ -332,6 +334,7 @@ class Trainer:
             return False
         self._optimizer_step()
         self.pos.step += 1
+        self.objective.after_step(self.pos.step, self.total_steps)
         if self.pos.batch >= self.batches_per_epoch:
             self.pos.epoch, self.pos.batch = self.pos.epoch + 1, 0
         return True
@@ -430,5 +433,7 @@ class Trainer:
         }
         if self.dist.is_main:
             append_jsonl(self.metrics_path, record)
+            if self.metrics_hook is not None:
+                self.metrics_hook(record)
         self.window = _Window()
         return f"loss {loss:.3f} | {record['images_per_s']:.0f} img/s | {record['peak_mem_mb']:.0f} MB"

@@ -1,76 +1,108 @@
-"""The label-budget evaluator: every encoder scored the same way.
+"""The label-budget evaluator: every encoder scored the same way, by every protocol of the recipe.
 
-For each encoder: features of the evaluation set are extracted once; for each protocol, seed and
-budget a cell fits on that seed's labelled subset and scores the test split. Each finished cell is
-saved (``DIR/eval/<label>/<protocol>/b<budget>_s<seed>.npz``: per-pathology test scores and AUROCs),
-keyed by the encoder weights' hash and the subset, so ``--resume`` never recomputes a finished cell.
+For each encoder: pooled features of the evaluation set are extracted once (when a protocol uses them);
+each protocol (a registry member, :mod:`radtex_bench.evaluation.protocols`) then runs one cell per
+(seed, budget) on that seed's labelled subset, or one cell at budget 0 when it needs no labels. Each
+finished cell is saved (``DIR/eval/<label>/<protocol>/b<budget>_s<seed>.npz``) and keyed by the encoder
+weights' hash, the heads' hash, the labelled subset and the protocol's settings, so ``--resume`` never
+recomputes a finished cell and never reuses a stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from ..config import Recipe
-from ..encoders import file_sha256, load_encoder
-from ..io import atomic_path
+from ..data.normalization import IMAGENET, Normalization
+from ..encoders import file_sha256, load_encoder, read_metadata
+from ..io import atomic_path, save_npz
+from ..rundir import RunDir
+from ..schema import to_plain
 from .data import EvalData
 from .features import cached_features, extract_features, table_fingerprint
-from .knn import knn_cell
-from .linear import Standardiser, probe_pathology
-from .stats import auroc
+from .protocols import PROTOCOLS, Cell, CellTask, EncoderUnderTest, Protocol
 
 log = logging.getLogger("radtex_bench")
 
+_EMPTY_ROWS = np.zeros(0, dtype=np.int64)
 
-@dataclass
-class Cell:
+
+@dataclass(frozen=True)
+class Skip:
+    """A protocol that could not score an objective, and why (report.md lists these)."""
+
     objective: str
     protocol: str
-    budget: int
-    seed: int
-    aucs: np.ndarray  # [P], NaN = missing
-    scores: np.ndarray  # [N_test, P] test scores, NaN columns where missing
+    reason: str
 
 
-def _subset_hash(rows: np.ndarray) -> str:
-    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def config_hash(config: Any) -> str:
+    """Identifies a protocol's settings (a cell computed under other settings is recomputed)."""
+    return _digest(json.dumps(to_plain(config), sort_keys=True).encode())
+
+
+def build_protocols(
+    names: tuple[str, ...],
+    sections: Mapping[str, Any],
+    data: EvalData,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+) -> dict[str, Protocol]:
+    """One instance per protocol name, each given only its own settings section and the scalars."""
+    return {
+        name: PROTOCOLS.get(name, where="evaluation.protocols")(
+            data, sections[name], seed, device, batch_size=batch_size, workers=workers
+        )
+        for name in names
+    }
 
 
 class Evaluator:
     def __init__(
         self,
-        recipe: Recipe,
         run_dir: Path,
         data: EvalData,
         subsets: dict[int, dict[int, np.ndarray]],
+        protocols: Mapping[str, Protocol],
         device: torch.device,
+        batch_size: int = 128,
         workers: int = 0,
     ):
-        self.recipe = recipe
         self.run_dir = Path(run_dir)
         self.data = data
         self.subsets = subsets
+        self.protocols = dict(protocols)
         self.device = device
+        self.batch_size = batch_size
         self.workers = workers
-        self._scalers: dict[str, Standardiser] = {}
+        self.skipped: list[Skip] = []
 
     def cell_path(self, label: str, protocol: str, budget: int, seed: int) -> Path:
-        return self.run_dir / "eval" / label / protocol / f"b{budget}_s{seed}.npz"
+        return RunDir(self.run_dir).cell(label, protocol, budget, seed)
 
-    def _load_cell(self, path: Path, key: dict[str, str]) -> Cell | None:
+    @staticmethod
+    def _load_cell(path: Path, key: dict[str, str]) -> Cell | None:
         if not path.exists():
             return None
         try:
             with np.load(path) as f:
-                if any(str(f[k]) != v for k, v in key.items()):
+                if any(k not in f or str(f[k]) != v for k, v in key.items()):
                     return None
+                extra = {k.removeprefix("extra."): f[k] for k in f.files if k.startswith("extra.")}
                 return Cell(
                     str(f["objective"]),
                     str(f["protocol"]),
@@ -78,14 +110,16 @@ class Evaluator:
                     int(f["seed"]),
                     f["aucs"],
                     f["scores"],
+                    extra,
                 )
         except Exception:
             return None
 
-    def _save_cell(self, path: Path, cell: Cell, key: dict[str, str]) -> None:
+    @staticmethod
+    def _save_cell(path: Path, cell: Cell, key: dict[str, str]) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(
+                save_npz(
                     f,
                     objective=cell.objective,
                     protocol=cell.protocol,
@@ -93,6 +127,7 @@ class Evaluator:
                     seed=cell.seed,
                     aucs=cell.aucs,
                     scores=cell.scores,
+                    **{f"extra.{k}": v for k, v in cell.extra.items()},
                     **key,
                 )
 
@@ -100,73 +135,94 @@ class Evaluator:
         fingerprint = table_fingerprint(self.data.table, self.data.image_size, self.data.cache)
 
         def compute() -> np.ndarray:
-            encoder = load_encoder(encoder_path)
             return extract_features(
-                encoder,
+                load_encoder(encoder_path),
                 self.data.table,
                 self.data.image_size,
                 self.device,
-                self.recipe.evaluation.batch_size,
+                self.batch_size,
                 self.data.cache,
                 self.workers,
                 description=f"features {label}",
             )
 
-        return cached_features(self.run_dir / "features" / f"{label}.npz", weights_hash, fingerprint, compute)
+        return cached_features(RunDir(self.run_dir).features(label), weights_hash, fingerprint, compute)
 
-    def evaluate(self, label: str, encoder_path: Path) -> list[Cell]:
-        """Every (protocol, budget, seed) cell of one encoder; finished cells are loaded, not refitted."""
+    def encoder_under_test(
+        self,
+        label: str,
+        encoder_path: Path,
+        load_model: Callable[[], Any] | None = None,
+        capabilities: frozenset[str] = frozenset(),
+        model_hash: str = "",
+        unavailable: str = "",
+    ) -> EncoderUnderTest:
         weights_hash = file_sha256(encoder_path)
-        cells, todo = [], []
-        for protocol in self.recipe.evaluation.protocols:
-            for seed, by_budget in self.subsets.items():
-                for budget, rows in by_budget.items():
-                    key = {"weights": weights_hash, "subset": _subset_hash(rows)}
-                    path = self.cell_path(label, protocol, budget, seed)
-                    cell = self._load_cell(path, key)
-                    if cell is None:
-                        todo.append((protocol, seed, budget, rows, path, key))
-                    else:
-                        cells.append(cell)
-        if cells:
-            log.info("%s: %d evaluation cells reused", label, len(cells))
-        if not todo:
-            return cells
-        features = None
-        if any(t[0] in ("linear", "knn") for t in todo):
-            features = self.features(label, encoder_path, weights_hash)
-        for protocol, seed, budget, rows, path, key in todo:
-            if protocol in ("linear", "knn"):
-                # Probes are many small BLAS calls: one thread each is ~10x faster than a thread pool
-                # that thrashes (and frees the other cores for anything else running).
-                with threadpool_limits(1):
-                    if protocol == "linear":
-                        cell = self.linear_cell(label, features, budget, seed, rows)
-                    else:
-                        cell = knn_cell(self, label, features, budget, seed, rows)
-            else:
-                from .finetune import finetune_cell
+        cache: dict[str, np.ndarray] = {}
 
-                cell = finetune_cell(self, label, encoder_path, budget, seed, rows)
+        def features() -> np.ndarray:
+            if "features" not in cache:
+                cache["features"] = self.features(label, encoder_path, weights_hash)
+            return cache["features"]
+
+        return EncoderUnderTest(
+            label=label,
+            path=Path(encoder_path),
+            weights_hash=weights_hash,
+            features=features,
+            load_encoder=lambda: load_encoder(encoder_path),
+            load_model=load_model,
+            capabilities=frozenset(capabilities),
+            model_hash=model_hash,
+            unavailable=unavailable,
+            normalization=encoder_normalization(encoder_path),
+        )
+
+    def tasks(self, protocol: Protocol, encoder: EncoderUnderTest) -> list[CellTask]:
+        if not protocol.labelled:
+            return [CellTask(encoder, 0, 0, _EMPTY_ROWS)]
+        return [
+            CellTask(encoder, budget, seed, rows)
+            for seed, by_budget in self.subsets.items()
+            for budget, rows in by_budget.items()
+        ]
+
+    def evaluate(self, encoder: EncoderUnderTest) -> list[Cell]:
+        """Every cell of one encoder; finished cells are loaded, not recomputed."""
+        cells, todo = [], []
+        for name, protocol in self.protocols.items():
+            reason = protocol.skip_reason(encoder)
+            if reason:
+                self.skipped.append(Skip(encoder.label, name, reason))
+                log.info("%s: protocol %s skipped: %s", encoder.label, name, reason)
+                continue
+            settings = config_hash(protocol.config)
+            for task in self.tasks(protocol, encoder):
+                key = {
+                    "weights": encoder.weights_hash,
+                    # Only protocols that use the whole model depend on the heads and tokenizer.
+                    "model": encoder.model_hash if protocol.requires else "",
+                    "subset": _digest(np.asarray(task.rows, dtype=np.int64).tobytes()),
+                    "settings": settings,
+                }
+                path = self.cell_path(encoder.label, name, task.budget, task.seed)
+                cell = self._load_cell(path, key)
+                if cell is None:
+                    todo.append((protocol, task, path, key))
+                else:
+                    cells.append(cell)
+        if cells:
+            log.info("%s: %d evaluation cells reused", encoder.label, len(cells))
+        for protocol, task, path, key in todo:
+            cell = protocol.run(task)
             self._save_cell(path, cell, key)
             cells.append(cell)
-        log.info("%s: %d evaluation cells computed", label, len(todo))
+        if todo:
+            log.info("%s: %d evaluation cells computed", encoder.label, len(todo))
         return cells
 
-    def linear_cell(self, label: str, features: np.ndarray, budget: int, seed: int, rows: np.ndarray) -> Cell:
-        d = self.data
-        scale = self._standardiser(label, features)
-        train_x, val_x, test_x = scale(features[rows]), scale(features[d.val]), scale(features[d.test])
-        aucs = np.full(len(d.pathologies), np.nan)
-        scores = np.full((len(d.test), len(d.pathologies)), np.nan, dtype=np.float32)
-        for j in range(len(d.pathologies)):
-            s, _ = probe_pathology(train_x, d.labels[rows, j], val_x, d.labels[d.val, j], test_x)
-            if s is not None:
-                scores[:, j] = s
-                aucs[j] = auroc(s, d.labels[d.test, j])
-        return Cell(label, "linear", budget, seed, aucs, scores)
 
-    def _standardiser(self, label: str, features: np.ndarray) -> Standardiser:
-        if label not in self._scalers:
-            self._scalers[label] = Standardiser(features[self.data.pool])
-        return self._scalers[label]
+def encoder_normalization(path: Path) -> Normalization:
+    """The input normalisation named in an ``encoder.safetensors``' metadata (ImageNet when absent)."""
+    meta = read_metadata(Path(path))
+    return Normalization.from_json(meta["normalization"]) if meta.get("normalization") else IMAGENET

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from ..errors import UserError
 from ..io import write_text
-from . import plots
+from ..rundir import RunDir
+from . import efficiency as label_efficiency
+from . import plots, text_report
 
 
 def _read(path: Path, required: bool = True) -> pd.DataFrame | None:
@@ -31,20 +32,9 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "—" if pd.isna(x) else f"{x:.{digits}f}"
 
 
-def _objective_order(run_dir: Path, summary: pd.DataFrame) -> list[str]:
-    recipe_path = run_dir / "recipe.yaml"
-    seen = list(dict.fromkeys(summary["objective"]))
-    if recipe_path.exists():
-        try:
-            recipe = yaml.safe_load(recipe_path.read_text())
-            order = [o.get("label") or o.get("name") for o in recipe.get("objectives", [])]
-            return [o for o in order if o in seen] + [o for o in seen if o not in order]
-        except Exception:
-            pass
-    return seen
-
-
-def summary_markdown(summary: pd.DataFrame, order: list[str]) -> str:
+def summary_markdown(summary: pd.DataFrame, order: list[str], names: dict[int, str] | None = None) -> str:
+    """``names``: how a budget was written in the recipe (``{6: "2%"}``), shown beside its count."""
+    names = names or {}
     lines = []
     for protocol in dict.fromkeys(summary["protocol"]):
         part = summary[summary["protocol"] == protocol]
@@ -53,7 +43,11 @@ def summary_markdown(summary: pd.DataFrame, order: list[str]) -> str:
             f"**{protocol} protocol**: macro AUROC on the test split, mean ± std over seeds "
             "[95% patient-bootstrap interval]\n"
         )
-        lines.append("| objective | " + " | ".join(f"{b} labels" for b in budgets) + " |")
+        lines.append(
+            "| objective | "
+            + " | ".join(f"{b} labels" + (f" ({names[b]})" if b in names else "") for b in budgets)
+            + " |"
+        )
         lines.append("|---|" + "---|" * len(budgets))
         best = part.groupby("budget")["macro_auc"].max()
         for label in order:
@@ -87,15 +81,64 @@ def _p_text(p: float, n_boot: float | None) -> str:
 
 
 def comparisons_markdown(comparisons: pd.DataFrame) -> str:
-    lines = ["| protocol | budget | A | B | A − B | 95% CI | p |", "|---|---|---|---|---|---|---|"]
+    """The comparison table; significance (*) is marked on the Holm-adjusted p when the file has it."""
+    holm = "p_holm" in comparisons.columns
+    lines = [
+        "| protocol | budget | A | B | A − B | 95% CI | p |" + (" p (Holm) |" if holm else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if holm else ""),
+    ]
     for r in comparisons.itertuples():
-        mark = " *" if r.p_value < 0.05 else ""
         p = _p_text(r.p_value, getattr(r, "n_boot", None))
+        if holm:
+            p += f" | {_p_text(r.p_holm, None)}" + (" *" if r.p_holm < 0.05 else "")
+        elif r.p_value < 0.05:
+            p += " *"
         lines.append(
             f"| {r.protocol} | {r.budget} | {r.objective_a} | {r.objective_b} | {r.diff:+.3f} | "
-            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {p}{mark} |"
+            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {p} |"
         )
     return "\n".join(lines)
+
+
+def missing_markdown(results: pd.DataFrame, order: list[str]) -> str:
+    """Cells where a pathology's AUROC is missing because its labelled subset held one class only.
+
+    Their macro AUROC averages the remaining pathologies; this section says so instead of letting the
+    mean quietly cover fewer pathologies.
+    """
+    gaps = results[results["auc"].isna()]
+    if gaps.empty:
+        return ""
+    rank = {label: i for i, label in enumerate(order)}
+    lines = [
+        "A pathology whose labelled subset held only positives or only negatives cannot be learnt by a "
+        "probe: its AUROC and AUPRC are missing (never counted as 0.5) and the macro AUROC and AUPRC of that "
+        "cell average the other pathologies. Larger budgets, or fewer rare pathologies, avoid this.\n",
+        "| objective | protocol | budget | pathology | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    grouped = gaps.groupby(["objective", "protocol", "budget", "pathology"], sort=False)["seed"]
+    rows = sorted(grouped, key=lambda g: (rank.get(g[0][0], len(rank)), g[0][1], g[0][2], g[0][3]))
+    for (objective, protocol, budget, pathology), seeds in rows:
+        listed = ", ".join(str(int(s)) for s in sorted(seeds))
+        lines.append(f"| {objective} | {protocol} | {budget} | {pathology} | {listed} |")
+    return "\n".join(lines) + "\n"
+
+
+def overlap_markdown(path: Path) -> str:
+    """The evaluation images found in the pretraining data and left out of it (``data.overlap: exclude``)."""
+    import json
+
+    info = json.loads(path.read_text(encoding="utf-8"))
+    examples = ", ".join(f"`{e}`" for e in info.get("examples", [])[:3])
+    return (
+        "## Evaluation images left out of pretraining\n\n"
+        f"{info['shared_images']} pretraining image(s) were evaluation validation/test images and "
+        f"{info['shared_patients']} patient(s) appeared on both sides (matched by {info['matched_by']}); "
+        f"{info['excluded_images']} image(s) were left out of pretraining (`data.overlap: exclude`)"
+        + (f", e.g. {examples}" if examples else "")
+        + ". `pretrain/images.csv` lists the images pretraining used.\n"
+    )
 
 
 def build_report(run_dir: Path) -> Path:
@@ -104,15 +147,16 @@ def build_report(run_dir: Path) -> Path:
         raise UserError(
             f"{run_dir} is not a folder; pass the run directory (the --out of `radtex-bench run`)"
         )
-    summary = _read(run_dir / "summary.csv")
-    results = _read(run_dir / "results.csv")
-    comparisons = _read(run_dir / "comparisons.csv", required=False)
-    order = _objective_order(run_dir, summary)
-    plot_dir = run_dir / "plots"
+    paths = RunDir(run_dir)
+    summary = _read(paths.summary)
+    results = _read(paths.results)
+    comparisons = _read(paths.comparisons, required=False)
+    order = paths.objective_order(list(dict.fromkeys(summary["objective"])))
+    plot_dir = paths.plots
     plots.auc_vs_budget(summary, plot_dir / "auc_vs_budget.png", order)
     heatmaps = []
     for protocol in dict.fromkeys(summary["protocol"]):  # summary.csv keeps the recipe's order
-        for budget in sorted(results["budget"].unique()):
+        for budget in sorted(results.loc[results["protocol"] == protocol, "budget"].unique()):
             name = f"heatmap_{protocol}_b{budget}.png"
             plots.pathology_heatmap(results, int(budget), protocol, plot_dir / name, order)
             heatmaps.append((protocol, int(budget), name))
@@ -120,41 +164,68 @@ def build_report(run_dir: Path) -> Path:
     if has_comparisons:
         plots.win_loss(comparisons, plot_dir / "win_loss.png", order)
 
-    name = run_dir.name
-    recipe_path = run_dir / "recipe.yaml"
-    if recipe_path.exists():
-        try:
-            name = yaml.safe_load(recipe_path.read_text()).get("name", name)
-        except Exception:
-            pass
+    try:
+        stored = paths.stored_recipe() or {}
+    except UserError:
+        stored = {}
+    name = stored.get("name", run_dir.name)
+    names = label_efficiency.budget_names(stored)  # {6: "2%"}: budgets given as percentages
     parts = [
         f"# radtex-bench report: {name}\n",
         "Per-pathology AUROC of a probe trained on each labelled budget, averaged over pathologies "
         "(macro) and over seeds. Intervals resample test patients. See docs/evaluation.md for the protocol.\n",
         "## Summary\n",
-        summary_markdown(summary, order),
+        summary_markdown(summary, order, names),
         "![macro AUROC vs budget](plots/auc_vs_budget.png)\n",
+        *text_report.zero_labels(summary, results, order),
     ]
+    auprc = label_efficiency.auprc_markdown(summary, order, names)
+    if auprc:
+        parts += ["## Macro AUPRC\n", auprc]
     if has_comparisons:
         parts += [
             "## Paired comparisons\n",
             "Difference in seed-averaged macro AUROC, paired bootstrap over the same test patients "
-            "and labelled subsets (* p < 0.05; with B bootstrap replicates no p below 2/(B+1) can be "
-            "shown, so that value is written as an upper bound, ≤).\n",
+            "and labelled subsets (* Holm-adjusted p < 0.05, the family being all comparisons of one "
+            "protocol; with B bootstrap replicates no p below 2/(B+1) can be shown, so that value is "
+            "written as an upper bound, ≤).\n",
             comparisons_markdown(comparisons),
             "",
             "![wins](plots/win_loss.png)\n",
         ]
+    aubc = label_efficiency.aubc_markdown(
+        _read(paths.aubc, required=False), _read(paths.aubc_comparisons, required=False), order
+    )
+    efficiency = label_efficiency.efficiency_markdown(
+        _read(paths.efficiency, required=False), order, label_efficiency.efficiency_protocol(summary)
+    )
+    if aubc or efficiency:
+        parts.append("## Label efficiency\n")
+    if aubc:
+        parts += ["### Area under the budget curve (AUBC)\n", aubc]
+    if efficiency:
+        parts += ["### Labels to match\n", efficiency]
+    missing = missing_markdown(results, order)
+    if missing:
+        parts += ["## Pathologies a labelled subset could not score\n", missing]
+    parts += text_report.text_protocols(paths)
     parts.append("## Per-pathology AUROC\n")
     for protocol, budget, file in heatmaps:
         parts.append(f"### {protocol}, budget {budget}\n\n![heatmap](plots/{file})\n")
-    skipped = run_dir / "skipped_images.txt"
+    if paths.overlap.exists():
+        parts.append(overlap_markdown(paths.overlap))
+    if paths.caveats.exists():
+        import json
+
+        notes = json.loads(paths.caveats.read_text(encoding="utf-8"))
+        parts.append("## Caveats\n\n" + "".join(f"- {note}\n" for note in notes))
+    skipped = paths.skipped_images
     if skipped.exists():
         lines = [line for line in skipped.read_text().splitlines() if line.strip()]
         parts.append(
             f"## Skipped images\n\n{len(lines)} images were skipped (`data.on_bad_image: skip`); "
             "the list is in `skipped_images.txt`.\n"
         )
-    path = run_dir / "report.md"
+    path = paths.report
     write_text(path, "\n".join(parts))
     return path
