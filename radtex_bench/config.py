@@ -355,30 +355,49 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
             raise UserError(f"--set {'.'.join(parts)}: {'.'.join(parts[:depth])} is not a mapping or list")
 
 
+def objective_parameters(cls: type) -> tuple[list[inspect.Parameter], dict[str, Any], bool]:
+    """An objective's parameters: the keyword arguments of its ``__init__`` and, where that passes
+    ``**kwargs`` on, of its bases' (subclass first), with their type hints; and whether it accepts any
+    keyword (a ``**kwargs`` that reaches the :class:`Objective` base itself)."""
+    from .objectives.base import Objective
+
+    accepted: list[inspect.Parameter] = []
+    hints: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is Objective:
+            return accepted, hints, True
+        values = list(inspect.signature(init).parameters.values())[2:]  # skip self, encoder
+        try:
+            own_hints = type_hints(init)
+        except Exception:
+            own_hints = {}
+        for p in values:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in hints:
+                accepted.append(p)
+                hints[p.name] = own_hints.get(p.name)
+        if not any(p.kind is p.VAR_KEYWORD for p in values):
+            return accepted, hints, False
+    return accepted, hints, True
+
+
 def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Validate an objective's ``params`` against its ``__init__`` signature and fill the defaults."""
-    signature = inspect.signature(cls.__init__)
-    accepted = [
-        p
-        for p in list(signature.parameters.values())[2:]  # skip self, encoder
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    """Validate an objective's ``params`` against its ``__init__`` signature (and its bases', where
+    ``**kwargs`` passes them on) and fill the defaults."""
+    accepted, hints, takes_any = objective_parameters(cls)
     names = {p.name for p in accepted}
     for key in params:
         if key not in names and not takes_any:
             raise ConfigError(
                 f"{where}.{key}", f"unknown parameter of this objective{did_you_mean(key, names)}"
             )
-    try:
-        hints = type_hints(cls.__init__)
-    except Exception:
-        hints = {}
     out: dict[str, Any] = {}
     for p in accepted:
         if p.name in params:
             value = params[p.name]
-            if p.name in hints:
+            if hints.get(p.name) is not None:
                 try:
                     value = coerce(value, hints[p.name], f"{where}.{p.name}")
                 except TypeError:

@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.augment import CropScale, Degrees, Jitter
-from ..schema import NonNegativeFloat, PositiveInt, Probability
+from ..schema import NonNegativeFloat, PositiveInt
 from .base import register_objective
 from .views import ViewObjective
 
@@ -29,16 +28,9 @@ class BarlowTwinsObjective(ViewObjective):
         projection_dim: PositiveInt = 512,
         hidden_dim: PositiveInt = 512,
         redundancy_weight: NonNegativeFloat = 5e-3,
-        crop_scale: CropScale = (0.6, 1.0),
-        rotation: Degrees = 10.0,
-        brightness: Jitter = 0.3,
-        contrast: Jitter = 0.3,
-        blur_probability: Probability = 0.3,
-        horizontal_flip: bool = False,
+        **augment: Any,  # ViewObjective's view augmentation: crop_scale, rotation, brightness, ...
     ):
-        super().__init__(
-            encoder, crop_scale, rotation, brightness, contrast, blur_probability, horizontal_flip
-        )
+        super().__init__(encoder, **augment)
         from lightly.loss import BarlowTwinsLoss
         from lightly.models.modules import BarlowTwinsProjectionHead
 

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.augment import CropScale, Degrees, Jitter
 from ..schema import PositiveInt, Probability
 from .base import register_objective
 from .views import MomentumObjective
@@ -31,23 +30,13 @@ class BYOLObjective(MomentumObjective):
         hidden_dim: PositiveInt = 512,
         momentum: Probability = 0.99,
         momentum_end: Probability = 1.0,
-        crop_scale: CropScale = (0.6, 1.0),
-        rotation: Degrees = 10.0,
-        brightness: Jitter = 0.3,
-        contrast: Jitter = 0.3,
-        blur_probability: Probability = 0.3,
-        horizontal_flip: bool = False,
+        **augment: Any,  # ViewObjective's view augmentation: crop_scale, rotation, brightness, ...
     ):
         super().__init__(
             encoder,
             momentum,
             momentum_end,
-            crop_scale=crop_scale,
-            rotation=rotation,
-            brightness=brightness,
-            contrast=contrast,
-            blur_probability=blur_probability,
-            horizontal_flip=horizontal_flip,
+            **augment,
         )
         from lightly.loss import NegativeCosineSimilarity
         from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from ..data.augment import CropScale, Degrees, Jitter
 from ..schema import PositiveFloat, PositiveInt, Probability, Range
 from .base import register_objective
 from .views import MomentumObjective
@@ -38,23 +37,13 @@ class DINOObjective(MomentumObjective):
         batch_norm: bool = True,
         momentum: Probability = 0.99,
         momentum_end: Probability = 1.0,
-        crop_scale: CropScale = (0.6, 1.0),
-        rotation: Degrees = 10.0,
-        brightness: Jitter = 0.3,
-        contrast: Jitter = 0.3,
-        blur_probability: Probability = 0.3,
-        horizontal_flip: bool = False,
+        **augment: Any,  # ViewObjective's view augmentation: crop_scale, rotation, brightness, ...
     ):
         super().__init__(
             encoder,
             momentum,
             momentum_end,
-            crop_scale=crop_scale,
-            rotation=rotation,
-            brightness=brightness,
-            contrast=contrast,
-            blur_probability=blur_probability,
-            horizontal_flip=horizontal_flip,
+            **augment,
         )
         from lightly.loss import DINOLoss
         from lightly.models.modules import DINOProjectionHead

@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from ..data.augment import CropScale, Degrees, Jitter
 from ..schema import PositiveFloat, PositiveInt, Probability, Range
 from .base import register_objective
 from .views import MomentumObjective
@@ -42,23 +41,13 @@ class MoCoObjective(MomentumObjective):
         queue_size: Annotated[int, Range(ge=1, le=1_000_000)] = 4096,
         momentum: Probability = 0.99,
         momentum_end: Probability = 0.99,
-        crop_scale: CropScale = (0.6, 1.0),
-        rotation: Degrees = 10.0,
-        brightness: Jitter = 0.3,
-        contrast: Jitter = 0.3,
-        blur_probability: Probability = 0.3,
-        horizontal_flip: bool = False,
+        **augment: Any,  # ViewObjective's view augmentation: crop_scale, rotation, brightness, ...
     ):
         super().__init__(
             encoder,
             momentum,
             momentum_end,
-            crop_scale=crop_scale,
-            rotation=rotation,
-            brightness=brightness,
-            contrast=contrast,
-            blur_probability=blur_probability,
-            horizontal_flip=horizontal_flip,
+            **augment,
         )
         from lightly.loss import NTXentLoss
         from lightly.models.modules import MoCoProjectionHead

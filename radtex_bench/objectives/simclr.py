@@ -16,15 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.augment import CropScale, Degrees, Jitter, XrayAugment, check_crop_scale
-from ..schema import PositiveFloat, PositiveInt, Probability
-from .base import Objective, register_objective
+from ..schema import PositiveFloat, PositiveInt
+from .base import register_objective
+from .views import ViewObjective
 
 
 @register_objective("simclr")
-class SimCLRObjective(Objective):
-    needs = {"views"}
-    n_views = 2
+class SimCLRObjective(ViewObjective):
+    """SimCLR: NT-Xent between two X-ray views of each image, with lightly's projection head and loss."""
 
     def __init__(
         self,
@@ -32,36 +31,16 @@ class SimCLRObjective(Objective):
         projection_dim: PositiveInt = 128,
         hidden_dim: PositiveInt = 512,
         temperature: PositiveFloat = 0.1,
-        crop_scale: CropScale = (0.6, 1.0),
-        rotation: Degrees = 10.0,
-        brightness: Jitter = 0.3,
-        contrast: Jitter = 0.3,
-        blur_probability: Probability = 0.3,
-        horizontal_flip: bool = False,
+        **augment: Any,  # ViewObjective's view augmentation: crop_scale, rotation, brightness, ...
     ):
-        super().__init__(encoder)
+        super().__init__(encoder, **augment)
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
 
-        self.augment = XrayAugment(
-            crop_scale=tuple(crop_scale),
-            rotation=rotation,
-            brightness=brightness,
-            contrast=contrast,
-            blur_probability=blur_probability,
-            horizontal_flip=horizontal_flip,
-        )
         self.head = SimCLRProjectionHead(
             input_dim=encoder.out_dim, hidden_dim=hidden_dim, output_dim=projection_dim
         )
         self.loss_fn = NTXentLoss(temperature=temperature, gather_distributed=True)
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        check_crop_scale(params)
-
-    def augmentation(self) -> XrayAugment:
-        return self.augment
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         view0, view1 = batch["views"]  # [B, 3, H, W] each
