@@ -300,6 +300,7 @@ class RunDir:
                 f"{out} already holds a run; pass --resume to continue it, or choose another --out"
             )
         new = recipe.to_plain()
+        stored = _with_current_defaults(stored)
         for key in FROZEN_ON_RESUME:
             diff = first_difference(stored.get(key), new.get(key), key)
             if diff:
@@ -317,6 +318,17 @@ class RunDir:
                         f"{out}: objective '{spec['label']}' was trained with other settings ({diff} differs); "
                         "give it a new label or choose another --out"
                     )
+
+
+def _with_current_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored recipe with this version's defaults filled in, so a folder written before a key was
+    added (with its default) still resumes; the stored form itself when it no longer validates."""
+    from .config import recipe_from_dict
+
+    try:
+        return recipe_from_dict(stored).to_plain()
+    except UserError:
+        return stored
 
 
 def fresh_plan(recipe: Recipe, only: tuple[str, ...] = ()) -> ObjectivePlan:

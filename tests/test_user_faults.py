@@ -242,3 +242,18 @@ def test_a_validation_split_without_a_class_is_shown_in_the_report(tmp_path):
     assert len(caveats) == 1 and "no positive 'Edema' image in the validation split" in caveats[0]
     assert "## Caveats" in (out / "report.md").read_text()
     assert "no positive 'Edema' image in the validation split" in (out / "run.log").read_text()
+
+
+def test_a_folder_written_before_a_key_existed_still_resumes(tmp_path, manifest_dir):
+    """recipe.yaml of an older version lacks keys added since (with their defaults): resuming fills them
+    in rather than calling it another recipe; a real difference is still refused."""
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml", manifest_dir, [{"name": "random"}], {"budgets": [4], "seeds": 1, "bootstrap": 0}, "old"
+    )
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+    stored = yaml.safe_load((out / "recipe.yaml").read_text())
+    del stored["data"]["overlap"], stored["data"]["pretrain"]["views"]  # as an older version wrote it
+    (out / "recipe.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume", "--set", "seed=3"]) == 2
