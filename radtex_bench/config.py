@@ -390,9 +390,8 @@ def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str
     names = {p.name for p in accepted}
     for key in params:
         if key not in names and not takes_any:
-            raise ConfigError(
-                f"{where}.{key}", f"unknown parameter of this objective{did_you_mean(key, names)}"
-            )
+            hint = did_you_mean(key, names) if names else "; this objective takes no parameters"
+            raise ConfigError(f"{where}.{key}", f"unknown parameter of this objective{hint}")
     out: dict[str, Any] = {}
     for p in accepted:
         if p.name in params:

@@ -4,6 +4,8 @@ A small schema layer over dataclasses: each field's type hint drives validation 
 metadata carries ranges and help, and every error names the key path and suggests the closest key.
 Used for the recipe, the option blocks of dataset kinds, protocol sections and objectives' ``params``
 (whose ranges are written as ``Annotated[int, Range(ge=1)]`` in the ``__init__`` signature).
+:func:`range_text` writes a field's or a hint's valid values the one way the docs tables show them
+(``tests/test_docs_ranges.py`` holds docs/recipes.md, docs/datasets.md and docs/objectives.md to it).
 """
 
 from __future__ import annotations
@@ -34,10 +36,8 @@ class Range:
         _check_range(value, {"ge": self.ge, "gt": self.gt, "le": self.le, "lt": self.lt}, where)
 
     def describe(self) -> str:
-        """``0 < x <= 1``-style text for docs and errors."""
-        low = f"{self.ge} <= " if self.ge is not None else f"{self.gt} < " if self.gt is not None else ""
-        high = f" <= {self.le}" if self.le is not None else f" < {self.lt}" if self.lt is not None else ""
-        return f"{low}x{high}" if low or high else "any"
+        """The bounds as docs and errors write them (``> 0``, ``(0, 1]``): :func:`range_text` of a number."""
+        return range_text(Annotated[float, self])
 
 
 #: Common ranges, for objectives' and protocols' parameters.
@@ -62,6 +62,116 @@ def ranges_of(tp: Any) -> list[Range]:
     if typing.get_origin(tp) in (Union, types.UnionType):
         return [r for arg in typing.get_args(tp) for r in ranges_of(arg)]
     return []
+
+
+def range_text(tp: Any, name: str | None = None) -> str:
+    """The valid values of type hint ``tp`` (or of field ``name`` of dataclass ``tp``), written the one
+    way the docs tables show them (and :meth:`Range.describe`, for messages).
+
+    A field's bounds are its ``option(ge=, gt=, le=, lt=)`` metadata; a hint's are its
+    ``Annotated[..., Range(...)]`` metadata (through ``X | None`` and lists). The forms:
+
+    * a number with one bound: ``≥ 1``, ``> 0``, ``≤ 10``, ``< 1``; with none: ``any``;
+    * an integer with two bounds: ``3–4096`` (``gt``/``lt`` become the next integer inside), thousands
+      separated from 10,000 on (``1–1,000,000``);
+    * a real number with two bounds, interval notation: ``[0, 1]``, ``(0, 1]``, ``[0, 1)``, ``(0, 10]``;
+    * ``true/false``; the choices of a ``Literal``: ``linear | mlp``; ``text``; ``mapping`` (a mapping,
+      a nested section or a class with ``from_plain``; a class may describe itself in ``RANGE_TEXT``);
+    * a list: ``list of numbers ≥ 0``, ``pair of numbers in (0, 1]``, ``list of text``;
+    * alternatives joined by `` or ``, null last: ``≥ 1 or null``, ``[0, 0.5] or mapping``.
+
+    Rules between parameters (``heads`` divides ``width``) live in ``check_params`` and are not shown.
+    """
+    if name is not None:
+        if not dataclasses.is_dataclass(tp):
+            raise TypeError(f"range_text({tp!r}, {name!r}): {tp!r} is not a dataclass")
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        if name not in fields:
+            raise KeyError(f"{tp.__name__} has no field {name!r}")
+        meta = fields[name].metadata
+        bounds = Range(**{k: meta.get(k) for k in ("ge", "gt", "le", "lt")})
+        return _range_text(type_hints(tp)[name], bounds, False)
+    return _range_text(tp, Range(), False)
+
+
+def _range_text(tp: Any, bounds: Range, plural: bool) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        for meta in tp.__metadata__:
+            if isinstance(meta, Range):  # its bounds override those given so far
+                given = {k: v for k, v in dataclasses.asdict(meta).items() if v is not None}
+                bounds = dataclasses.replace(bounds, **given)
+        return _range_text(typing.get_args(tp)[0], bounds, plural)
+    if tp is Any:
+        return "any"
+    if tp is type(None):
+        return "null"
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        parts: list[str] = []
+        for arg in args:
+            text = _range_text(arg, bounds, plural)
+            if arg is not type(None) and text not in parts:
+                parts.append(text)
+        if type(None) in args:
+            parts.append("null")
+        return " or ".join(parts)
+    if origin is Literal:
+        return " | ".join(_literal_text(c) for c in typing.get_args(tp))
+    if tp is bool:
+        return "true/false"
+    if tp is int or tp is float:
+        return _number_text(tp is int, bounds, plural)
+    if tp is str:
+        return "text"
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        if origin is tuple and len(args) > 1 and args[1] is not Ellipsis:
+            head = "pair of" if len(args) == 2 else f"list of {len(args)}"
+        else:
+            head = "list of"
+        return f"{head} {_range_text(args[0], bounds, True)}" if args else "list"
+    if isinstance(tp, type) and isinstance(getattr(tp, "RANGE_TEXT", None), str):
+        return tp.RANGE_TEXT
+    if origin is dict or tp is dict or dataclasses.is_dataclass(tp) or hasattr(tp, "from_plain"):
+        return "mappings" if plural else "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _literal_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+def _number_text(integer: bool, bounds: Range, plural: bool) -> str:
+    ge, gt, le, lt = bounds.ge, bounds.gt, bounds.le, bounds.lt
+    if integer:  # an integer > 0 is an integer >= 1: say so
+        if gt is not None and float(gt).is_integer():
+            ge, gt = (max(ge, gt + 1) if ge is not None else gt + 1), None
+        if lt is not None and float(lt).is_integer():
+            le, lt = (min(le, lt - 1) if le is not None else lt - 1), None
+    noun = ("integers " if integer else "numbers ") if plural else ""
+    low = ge if ge is not None else gt
+    high = le if le is not None else lt
+    if low is None and high is None:
+        return noun.strip() if plural else "any"
+    if low is not None and high is not None:
+        if integer and ge is not None and le is not None:
+            return f"{noun}{_bound_text(ge)}–{_bound_text(le)}"
+        interval = f"{'[' if ge is not None else '('}{_bound_text(low)}, {_bound_text(high)}{']' if le is not None else ')'}"
+        return f"{noun}in {interval}" if plural else interval
+    if low is not None:
+        return f"{noun}{'≥' if ge is not None else '>'} {_bound_text(low)}"
+    return f"{noun}{'≤' if le is not None else '<'} {_bound_text(high)}"
+
+
+def _bound_text(value: float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    return f"{value:g}"
 
 
 def option(

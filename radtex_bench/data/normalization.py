@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..schema import option
@@ -29,8 +29,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Normalization:
     """Per-channel ``mean`` and ``std`` in [0, 1] pixel units; one number applies to all three channels."""
 
-    mean: tuple[float, ...] = option(help="per-channel mean in [0, 1] pixel units (1 or 3 numbers)")
-    std: tuple[float, ...] = option(gt=0.0, help="per-channel standard deviation (1 or 3 numbers, > 0)")
+    #: How a recipe writes it (:func:`radtex_bench.schema.range_text`): a preset name or ``{mean, std}``.
+    RANGE_TEXT: ClassVar[str] = "imagenet | xrv or mapping"
+
+    # Bounded by 1 so that statistics written in 0-255 units (123.675, 58.395) are refused, not used.
+    mean: tuple[float, ...] = option(
+        ge=0.0, le=1.0, help="per-channel mean in [0, 1] pixel units (1 or 3 numbers)"
+    )
+    std: tuple[float, ...] = option(
+        gt=0.0, le=1.0, help="per-channel standard deviation in [0, 1] pixel units (1 or 3 numbers, > 0)"
+    )
 
     def __post_init__(self) -> None:
         for key in ("mean", "std"):
