@@ -248,7 +248,11 @@ def test_a_folder_written_before_a_key_existed_still_resumes(tmp_path, manifest_
     """recipe.yaml of an older version lacks keys added since (with their defaults): resuming fills them
     in rather than calling it another recipe; a real difference is still refused."""
     recipe = write_tiny_recipe(
-        tmp_path / "r.yaml", manifest_dir, [{"name": "random"}], {"budgets": [4], "seeds": 1, "bootstrap": 0}, "old"
+        tmp_path / "r.yaml",
+        manifest_dir,
+        [{"name": "random"}],
+        {"budgets": [4], "seeds": 1, "bootstrap": 0},
+        "old",
     )
     out = tmp_path / "run"
     assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
