@@ -1,5 +1,5 @@
 """DDP on the CPU (gloo, 2 processes) for the objectives of issue 15: the split batch gives the
-whole-batch loss and gradients (siglip, coca's contrastive part, gloria's global part, moco), MoCo's
+whole-batch loss and gradients (siglip, coca's contrastive part, gloria's global + local loss, moco), MoCo's
 queue enqueues every rank's keys, and momentum objectives keep identical ranks while training."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from radtex_bench.objectives import OBJECTIVES, SetupContext
 
 WORLD = 2
 ROWS = 8  # the whole batch; each rank takes ROWS // WORLD of it
-REPORTS = [
-    f"FINDINGS: finding {i % 3} on the {'left' if i % 2 else 'right'}. IMPRESSION: {i}." for i in range(ROWS)
+REPORTS = [  # the second rank's reports are longer: each rank pads its batch to a different length
+    f"FINDINGS: finding {i % 3} on the {'left' if i % 2 else 'right'}. IMPRESSION: {i}{' stable' * (i // 4) * 3}."
+    for i in range(ROWS)
 ]
 TEXT = {"width": 32, "heads": 2, "embed_dim": 16, "vocab_size": 200, "min_frequency": 1}
 PARAMS = {
@@ -31,9 +32,9 @@ PARAMS = {
     "moco": {"hidden_dim": 32, "projection_dim": 16, "queue_size": 64, "temperature": 0.5},
     "dino": {"hidden_dim": 32, "bottleneck_dim": 16, "output_dim": 32},
 }
-#: The part of each loss that is global over ranks (coca's captioning and gloria's local term are
-#: per-rank means by design).
-PART = {"siglip": "loss", "coca": "contrastive_loss", "gloria": "global_loss", "moco": "loss"}
+#: The part of each loss that is global over ranks (coca's captioning term is a per-rank token mean, as
+#: in open_clip's CoCaLoss and VirTex).
+PART = {"siglip": "loss", "coca": "contrastive_loss", "gloria": "loss", "moco": "loss"}
 TRAINED = ("moco", "dino")
 
 

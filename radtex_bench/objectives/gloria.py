@@ -11,8 +11,11 @@ Global-Local Representation Learning Framework for Label-efficient Medical Image
   i (softmax of ``attention_scale`` x cosine similarity, gamma1 = 4); the word's similarity is the cosine
   between the word and its attended region context; the pair score is
   ``log(sum_words exp(word_scale * sim)) / word_scale`` (gamma2 = 5). The local loss is the symmetric
-  cross-entropy of ``logit_scale`` x pair scores over the batch. It is computed within each rank's batch
-  (every pair costs ``L * h*w`` attention weights; gathering regions and words across ranks is not done).
+  cross-entropy of ``logit_scale`` x pair scores over the batch. Under DDP each rank gathers every rank's
+  regions and words (with gradients, padded to ``max_length`` words) and scores its own images against
+  all reports and its own reports against all images, as open_clip's ``ClipLoss(local_loss=True)`` does
+  for the global term: the rank-averaged loss and gradients equal the single-process ones on the global
+  batch (each rank computes ``2 * B_rank * B_global`` pairs of ``L * h*w`` attention weights).
 
 Loss = ``global_weight`` x global + ``local_weight`` x local; both directions are averaged in each term.
 """
@@ -101,6 +104,7 @@ class GLoRIAObjective(ReportTextObjective):
         self.global_loss_fn = ClipLoss(
             local_loss=True, gather_with_grad=True, rank=context.rank, world_size=context.world_size
         )
+        self.rank, self.world_size = context.rank, context.world_size
 
     def encode(
         self, images: torch.Tensor, reports: list[str]
@@ -121,16 +125,46 @@ class GLoRIAObjective(ReportTextObjective):
         image_global, regions, text_global, words, word_mask = self.encode(images, batch["report"])
         with torch.autocast(images.device.type, enabled=False):  # similarities and softmaxes in float32
             global_loss = self.global_loss_fn(image_global, text_global, self.scale)
-            logits = self.scale * local_scores(
-                regions, words, word_mask, self.attention_scale, self.word_scale
-            )
-        labels = torch.arange(logits.shape[0], device=logits.device)
-        local_loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+            local_loss = self.local_loss(regions, words, word_mask)
         return {
             "loss": self.global_weight * global_loss + self.local_weight * local_loss,
             "global_loss": global_loss,
             "local_loss": local_loss,
         }
+
+    def local_loss(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE of the local pair scores; ``regions`` ``[B, N, E]``, ``words`` ``[B, L, E]``,
+        ``word_mask`` ``[B, L]`` of this rank. Under DDP, this rank's rows of the global batch's loss."""
+        if self.world_size > 1:
+            all_regions, all_words, all_mask = self.gather_local(regions, words, word_mask)
+            per_image = local_scores(regions, all_words, all_mask, self.attention_scale, self.word_scale)
+            per_report = local_scores(all_regions, words, word_mask, self.attention_scale, self.word_scale).T
+            offset = self.rank * regions.shape[0]
+        else:
+            per_image = local_scores(regions, words, word_mask, self.attention_scale, self.word_scale)
+            per_report, offset = per_image.T, 0
+        labels = torch.arange(regions.shape[0], device=regions.device) + offset  # [B]
+        return 0.5 * (
+            F.cross_entropy(self.scale * per_image, labels) + F.cross_entropy(self.scale * per_report, labels)
+        )
+
+    def gather_local(
+        self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every rank's regions ``[B_global, N, E]`` and words ``[B_global, max_length, E]`` (gathered with
+        gradients) and word mask ``[B_global, max_length]``, in rank order. Words are padded to
+        ``max_length`` because each rank's batch is padded to its own longest report."""
+        import torch.distributed as dist
+        import torch.distributed.nn
+
+        pad = self.max_length - words.shape[1]
+        words = F.pad(words, (0, 0, 0, pad))  # padded words are masked out: they never count
+        mask = F.pad(word_mask, (0, pad)).to(torch.uint8)  # gloo gathers no bool tensors
+        masks = [torch.empty_like(mask) for _ in range(self.world_size)]
+        dist.all_gather(masks, mask)
+        all_regions = torch.cat(torch.distributed.nn.all_gather(regions), dim=0)
+        all_words = torch.cat(torch.distributed.nn.all_gather(words), dim=0)
+        return all_regions, all_words, torch.cat(masks, dim=0).bool()
 
     @torch.no_grad()
     def text_scores(self, images: torch.Tensor, reports: list[str]) -> torch.Tensor:
