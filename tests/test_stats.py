@@ -218,3 +218,19 @@ def test_report_marks_the_bootstrap_floor_as_an_upper_bound():
     # A comparisons.csv written before the n_boot column still renders.
     old = pd.DataFrame(rows).drop(columns="n_boot")
     assert comparisons_markdown(old).splitlines()[2].endswith("| 0.0020 * |")
+
+
+def test_report_stars_follow_the_holm_adjusted_p_not_the_raw_one():
+    import pandas as pd
+
+    from radtex_bench.reporting.report import comparisons_markdown
+
+    base = {"protocol": "linear", "budget": 10, "objective_a": "a", "objective_b": "b", "diff": 0.1}
+    base |= {"ci_low": 0.01, "ci_high": 0.2, "n_boot": 1000}
+    rows = [
+        {**base, "p_value": 0.01, "p_holm": 0.03},  # significant after adjustment
+        {**base, "p_value": 0.02, "p_holm": 0.06},  # significant raw, not after adjustment
+    ]
+    kept, lost = comparisons_markdown(pd.DataFrame(rows)).splitlines()[2:]
+    assert kept.endswith("| 0.0100 | 0.0300 * |")
+    assert lost.endswith("| 0.0200 | 0.0600 |")
