@@ -1,5 +1,5 @@
 """DDP on the CPU (gloo, 2 processes) for the objectives of issue 15: the split batch gives the
-whole-batch loss and gradients (siglip, coca's contrastive part, gloria's global + local loss, moco), MoCo's
+whole-batch loss and gradients (siglip, coca's contrastive part, gloria, moco, byol, vicreg), MoCo's
 queue enqueues every rank's keys, and momentum objectives keep identical ranks while training."""
 
 from __future__ import annotations
@@ -31,10 +31,19 @@ PARAMS = {
     "gloria": {**TEXT, "layers": 1},
     "moco": {"hidden_dim": 32, "projection_dim": 16, "queue_size": 64, "temperature": 0.5},
     "dino": {"hidden_dim": 32, "bottleneck_dim": 16, "output_dim": 32},
+    "byol": {"hidden_dim": 32, "projection_dim": 16},
+    "vicreg": {"hidden_dim": 32, "projection_dim": 16},
 }
 #: The part of each loss that is global over ranks (coca's captioning term is a per-rank token mean, as
 #: in open_clip's CoCaLoss and VirTex).
-PART = {"siglip": "loss", "coca": "contrastive_loss", "gloria": "loss", "moco": "loss"}
+PART = {
+    "siglip": "loss",
+    "coca": "contrastive_loss",
+    "gloria": "loss",
+    "moco": "loss",
+    "byol": "loss",
+    "vicreg": "loss",  # lightly's VICRegLoss gathers the views for the variance and covariance terms
+}
 TRAINED = ("moco", "dino")
 
 
