@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .data.kinds import DatasetSpec
 from .data.labels import RADTEX_9
-from .data.spec import DatasetSpec
 from .errors import ConfigError, ParamError, UserError, did_you_mean
 from .evaluation.prompts import PromptSet, check_prompts
 from .schema import build, coerce, option, to_plain, type_hints

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 
 from radtex_bench.data.cache import PixelCache, prepare
 from radtex_bench.data.images import load_square
+from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.kinds.manifest import ManifestOptions, read_manifest
 from radtex_bench.data.loading import load_table
 from radtex_bench.data.pipeline import PixelSource, RadiographDataset, collate
-from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.errors import DataError
 
 

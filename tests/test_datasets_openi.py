@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.kinds.openi import mesh_labels
 from radtex_bench.data.labels import CHEXPERT_14
 from radtex_bench.data.loading import load_table
-from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 

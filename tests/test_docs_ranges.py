@@ -47,8 +47,7 @@ import pytest
 
 from radtex_bench import config
 from radtex_bench.config import objective_parameters
-from radtex_bench.data.kinds import DATASETS, DatasetOptions
-from radtex_bench.data.spec import DatasetSpec
+from radtex_bench.data.kinds import DATASETS, DatasetOptions, DatasetSpec
 from radtex_bench.evaluation.protocols import PROTOCOLS
 from radtex_bench.objectives import OBJECTIVES
 from radtex_bench.schema import Range, option, range_text, ranges_of

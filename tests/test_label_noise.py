@@ -87,7 +87,7 @@ def test_describe_change_accounts_for_every_definite_label():
 
 def synthetic_table(root, **options):
     """The tiny session synthetic set (n=160, 32 px, seed 0) read through the ``synthetic`` kind."""
-    from radtex_bench.data.spec import DatasetSpec
+    from radtex_bench.data.kinds import DatasetSpec
 
     block = {"kind": "synthetic", "root": str(root), "n": 160, "size": 32, "seed": 0, **options}
     return DatasetSpec.from_plain(block, "data.pretrain").reader("data.pretrain").read()

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.loading import load_table
 from radtex_bench.data.reports import extract, sections
-from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.data.summary import summarise
 
 # The three MIMIC-CXR styles of case 02, as the report files hold them (a leading space on each line,

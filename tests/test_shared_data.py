@@ -16,9 +16,9 @@ from PIL import Image
 
 from radtex_bench.data.cache import PixelCache, prepare
 from radtex_bench.data.images import load_square, read_grey
+from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.loading import load_table
 from radtex_bench.data.reports import extract
-from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.data.summary import summarise
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

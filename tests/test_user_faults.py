@@ -19,9 +19,9 @@ from conftest import write_manifest, write_tiny_recipe
 
 from radtex_bench.cli import main
 from radtex_bench.config import load_recipe, recipe_from_dict
+from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.loading import load_table
 from radtex_bench.data.overlap import find_overlap
-from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.encoders import build_encoder
 from radtex_bench.objectives import OBJECTIVES, SetupContext
 

@@ -13,8 +13,8 @@ from conftest import write_manifest, write_tiny_recipe
 
 from radtex_bench.cli import main
 from radtex_bench.data.columns import normalise_views
+from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.loading import load_table
-from radtex_bench.data.spec import DatasetSpec
 from radtex_bench.data.summary import summarise
 from radtex_bench.errors import DataError
 

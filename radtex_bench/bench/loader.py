@@ -91,7 +91,7 @@ def write_radiographs(
 def _subset_manifest(kind: str, root: str, n: int, seed: int, folder: Path) -> Path:
     """A manifest of ``n`` present images of a real dataset (absolute paths, nothing copied)."""
     from ..data.columns import files_present
-    from ..data.spec import DatasetSpec
+    from ..data.kinds import DatasetSpec
     from ..errors import DataError
 
     table = DatasetSpec.from_plain({"kind": kind, "root": root}, "bench").reader("bench").read()

@@ -221,7 +221,7 @@ def prepare(
     ``options`` are the dataset block's keys (``views`` defaults to every view, so one cache serves any
     recipe). Resumable; unreadable images are skipped, counted and listed in ``OUT/skipped.txt``.
     """
-    from .spec import DatasetSpec
+    from .kinds import DatasetSpec
 
     start = time.perf_counter()
     if size < 8:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from . import reports
 from .columns import files_present
-from .spec import DatasetSpec
+from .kinds import DatasetSpec
 from .splits import assign_patient_splits, check_patient_disjoint
 from .table import ImageTable
 from .views import filter_views

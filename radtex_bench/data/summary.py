@@ -8,8 +8,8 @@ from typing import Any
 
 from . import reports
 from .columns import files_present
+from .kinds import DatasetSpec
 from .labels import label_counts
-from .spec import DatasetSpec
 from .table import SPLITS
 
 

@@ -5,8 +5,9 @@ Importing this package registers the built-in kinds. A plug-in kind subclasses
 """
 
 from .base import DATASETS, DatasetKind, DatasetOptions, ReportSection, register_dataset
+from .spec import DatasetSpec
 
 # Built-ins register themselves on import.
 from . import chexpert, manifest, mimic, nih, openi, synthetic  # noqa: E402,F401  isort: skip
 
-__all__ = ["DATASETS", "DatasetKind", "DatasetOptions", "ReportSection", "register_dataset"]
+__all__ = ["DATASETS", "DatasetKind", "DatasetOptions", "DatasetSpec", "ReportSection", "register_dataset"]

@@ -4,7 +4,7 @@ A kind reads one dataset in the layout it ships in and returns an :class:`ImageT
 listed image (all views, the official split when there is one). What every kind then needs (view
 filter, patient-level splits, report sections, missing-image policy) happens once, in
 :func:`radtex_bench.data.loading.load_table`. A recipe's dataset block is a
-:class:`radtex_bench.data.spec.DatasetSpec`.
+:class:`radtex_bench.data.kinds.DatasetSpec`.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-from ..schema import build, to_plain
-from .kinds import DATASETS, DatasetKind
+from ...errors import ConfigError
+from ...schema import build, to_plain
+from .base import DATASETS, DatasetKind
 
 
 @dataclass(frozen=True)
