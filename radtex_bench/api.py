@@ -187,6 +187,7 @@ def load_run_data(recipe: Recipe, labels: Sequence[str] | None = None) -> RunDat
     will be trained or scored (their needs are checked against the data; all when None)."""
     from .data.loading import load_table
     from .evaluation.data import build_eval_data, draw_subsets, record_budgets
+    from .evaluation.protocols import PROTOCOLS
 
     size = recipe.encoder.image_size
     pretrain_table = load_table(
@@ -204,6 +205,8 @@ def load_run_data(recipe: Recipe, labels: Sequence[str] | None = None) -> RunDat
         )
         eval_where = "data.evaluate"
     eval_data = build_eval_data(recipe, eval_table, eval_where)
+    for name in recipe.evaluation.protocols:  # e.g. retrieval on a dataset without reports
+        PROTOCOLS.get(name).check_data(eval_data, eval_where)
     recipe = record_budgets(recipe, eval_data)
     subsets = draw_subsets(recipe, eval_data)
     train_table, overlap = exclude_overlap(recipe, train_table, eval_table, eval_data)

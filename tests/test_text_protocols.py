@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import write_tiny_recipe
+from conftest import write_manifest, write_tiny_recipe
 
 from radtex_bench.cli import main
 from radtex_bench.evaluation.protocols.retrieval import pessimistic_ranks, retrieval_pools
@@ -270,3 +270,35 @@ def test_plot_shows_zero_labels_left_of_the_log_axis(tmp_path, labelled):
     path = tmp_path / "plot.png"
     auc_vs_budget(summary, path, ["captioning", "clip"])
     assert path.stat().st_size > 1000
+
+
+def test_weighted_median_of_no_queries_is_nan_for_every_replicate():
+    got = weighted_median(np.array([]), np.zeros((5, 0), dtype=np.int64))
+    assert got.shape == (5,) and np.isnan(got).all()
+
+
+@pytest.mark.parametrize("protocol", ["retrieval", "generation"])
+def test_text_protocols_on_an_evaluation_set_without_reports_stop_before_any_work(tmp_path, capsys, protocol):
+    """CheXpert and NIH have no reports: retrieval or generation would score nothing after pretraining."""
+    write_manifest(tmp_path / "with_reports", n=40)
+    write_manifest(tmp_path / "no_reports", n=100, seed=1, reports=False)
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        tmp_path / "with_reports",
+        [{"name": "clip", "train": {"max_steps": 1, "batch_size": 4}}],
+        {"budgets": [4], "seeds": 1, "protocols": ["linear", protocol]},
+        "no_reports",
+    )
+    plain = yaml.safe_load(recipe.read_text())
+    plain["data"]["evaluate"] = {"kind": "manifest", "root": str(tmp_path / "no_reports")}
+    recipe.write_text(yaml.safe_dump(plain))
+    out = tmp_path / "out"
+    code = main(["--quiet", "run", str(recipe), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert (
+        err[-1].startswith("error: evaluation.protocols:")
+        and f"{protocol} needs test images with reports" in err[-1]
+    )
+    assert "data.evaluate" in err[-1]
+    assert not (out / "pretrain" / "clip" / "encoder.safetensors").exists()

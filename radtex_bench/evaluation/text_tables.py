@@ -103,17 +103,19 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     The median of the expanded list: its middle element, or the mean of the two middle ones when its
     length is even (``np.median``'s convention); NaN for a replicate with all weights zero.
     """
+    out = np.full(weights.shape[0], np.nan)
+    if len(values) == 0:
+        return out
     order = np.argsort(values, kind="stable")
     v = values[order].astype(np.float64)
-    out = np.full(weights.shape[0], np.nan)
     step = max(1, _CHUNK_CELLS // max(len(v), 1))
     for start in range(0, weights.shape[0], step):
         cum = np.cumsum(weights[start : start + step][:, order], axis=1, dtype=np.int64)  # [b, n]
-        total = cum[:, -1] if cum.shape[1] else np.zeros(cum.shape[0], dtype=np.int64)
+        total = cum[:, -1]
         lower, upper = (total - 1) // 2, total // 2  # 0-based positions in the expanded list
         a = (cum > lower[:, None]).argmax(axis=1)
         b = (cum > upper[:, None]).argmax(axis=1)
-        med = (v[a] + v[b]) / 2 if len(v) else np.full(cum.shape[0], np.nan)
+        med = (v[a] + v[b]) / 2
         out[start : start + cum.shape[0]] = np.where(total > 0, med, np.nan)
     return out
 

@@ -45,7 +45,7 @@ import torch
 
 from ...data.normalization import IMAGENET, Normalization
 from ...engine.inference import image_batches
-from ...errors import UserError
+from ...errors import ConfigError, UserError
 from ...registry import Registry
 from ..stats import auroc
 
@@ -154,6 +154,14 @@ class Protocol:
         Raise :class:`radtex_bench.errors.UserError` to stop the run with a clear message.
         """
 
+    @classmethod
+    def check_data(cls, data: EvalData, where: str) -> None:
+        """Check, before any pretraining, that the evaluation data can feed this protocol. Optional.
+
+        ``where`` names the recipe block the data came from (``data.evaluate`` or ``data.pretrain``).
+        Raise :class:`radtex_bench.errors.UserError` (or ``ConfigError``) with the fix.
+        """
+
     def skip_reason(self, encoder: EncoderUnderTest) -> str | None:
         """Why this protocol cannot score ``encoder`` (shown in report.md), or None."""
         missing = sorted(self.requires - encoder.capabilities)
@@ -248,3 +256,16 @@ def register_protocol(name: str):
         return cls
 
     return decorator
+
+
+def require_test_reports(name: str, data: EvalData, where: str) -> None:
+    """Refuse protocol ``name`` when no test image of ``data`` has a non-empty report (CheXpert and NIH
+    have none): otherwise it would score nothing after all the pretraining."""
+    reports = data.table.frame["report"].to_numpy()[data.test]
+    if not any(str(r).strip() for r in reports):
+        raise ConfigError(
+            "evaluation.protocols",
+            f"{name} needs test images with reports, but none of the {len(reports)} test images of "
+            f"{where} has one; remove {name}, or evaluate on a dataset with reports (mimic_cxr, openi, "
+            "synthetic, or a manifest with a report column)",
+        )
