@@ -263,10 +263,39 @@ def test_cli_label_user_errors(tmp_path, capsys):
     assert main(["label", str(tmp_path / "bad.csv"), "--column", "text"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot read")
 
-    clash = _write_csv(tmp_path / "clash.csv", ["report", "Cardiomegaly"], [["x", "1"]])
+    taken = _write_csv(
+        tmp_path / "taken.csv", ["report", "Cardiomegaly", "Cardiomegaly (input)"], [["x", "1", "0"]]
+    )
     out = tmp_path / "out.csv"
-    assert main(["label", str(clash), "--out", str(out)]) == 2
-    assert "'Cardiomegaly'" in capsys.readouterr().err and not out.exists()
+    assert main(["label", str(taken), "--out", str(out)]) == 2
+    assert "'Cardiomegaly (input)'" in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_label_keeps_an_input_column_with_a_labels_name_beside_the_labelers(tmp_path):
+    clash = _write_csv(tmp_path / "clash.csv", ["report", "Cardiomegaly"], [["No cardiomegaly.", "1"]])
+    out = tmp_path / "out.csv"
+    assert main(["label", str(clash), "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        header, row = list(csv.reader(f))
+    assert header[:2] == ["report", "Cardiomegaly (input)"] and header[2:] == list(CHEXPERT_14)
+    assert row[1] == "1" and row[2 + CHEXPERT_14.index("Cardiomegaly")] == "0"
+
+
+def test_cli_label_on_the_synthetic_manifest_agrees_with_its_positive_labels(tmp_path):
+    """Issue 13's check, through the command: the manifest's own label columns are kept as "(input)"."""
+    from radtex_bench.data.synthetic import generate_synthetic
+
+    root = generate_synthetic(tmp_path / "synth", n=200, size=16, seed=1)
+    out = tmp_path / "labels.csv"
+    assert main(["label", str(root / "manifest.csv"), "--column", "report", "--out", str(out)]) == 0
+    frame = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert len(frame) == 200
+    refs, labs = [], []
+    for name in RADTEX_9:
+        refs.append(frame[f"{name} (input)"].to_numpy() == "1")
+        labs.append(frame[name].to_numpy() == "1")
+    ref, lab = np.concatenate(refs), np.concatenate(labs)
+    assert ref.sum() > 100 and _positive_f1(ref, lab) >= 0.9
 
 
 def _positive_f1(ref: np.ndarray, lab: np.ndarray) -> float:

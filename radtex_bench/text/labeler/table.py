@@ -1,13 +1,15 @@
 """``radtex-bench label``: label a CSV's report column, keeping every input row and column.
 
 The output is the input table (same rows, same order, every cell as read: the CSV module, not pandas,
-so nothing is re-typed, renamed or turned into ``NaN``) followed by one column per CheXpert observation
-(``CHEXPERT_14`` order) holding ``1``, ``0``, ``-1`` or blank.
+so nothing is re-typed or turned into ``NaN``) followed by one column per CheXpert observation
+(``CHEXPERT_14`` order) holding ``1``, ``0``, ``-1`` or blank. An input column that already has a
+label's name (a manifest's own labels) is kept, renamed ``"<name> (input)"``, so both sit side by side.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import sys
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from ...errors import DataError, UserError
 from ...io import write_csv
 
 _TEXT = {1.0: "1", 0.0: "0", -1.0: "-1"}
+#: Appended to an input column that has a label's name (a manifest's own ``Cardiomegaly``).
+INPUT_SUFFIX = " (input)"
+log = logging.getLogger("radtex_bench")
 
 
 def read_reports(path: Path, column: str) -> tuple[list[str], list[list[str]], int]:
@@ -44,11 +49,22 @@ def read_reports(path: Path, column: str) -> tuple[list[str], list[list[str]], i
         raise UserError(f"{path}: {header.count(column)} columns are named {column!r}; rename all but one")
     clash = [c for c in CHEXPERT_14 if c in header]
     if clash:
-        # refusing is safer than silently writing two columns of one name, or overwriting the user's
-        raise UserError(
-            f"{path}: column(s) {', '.join(repr(c) for c in clash)} already exist and would clash with the "
-            "labels written; rename or drop them first"
+        # The input's own labels (a manifest's) stay, renamed, beside the labeler's: side by side is what
+        # an agreement check needs, and neither column is lost or duplicated.
+        renamed = {c: f"{c}{INPUT_SUFFIX}" for c in clash}
+        taken = [n for n in renamed.values() if n in header]
+        if taken:
+            raise UserError(
+                f"{path}: column(s) {', '.join(repr(c) for c in clash)} would be renamed to "
+                f"{', '.join(repr(n) for n in taken)}, which already exist; rename or drop them first"
+            )
+        log.warning(
+            "%s: its column(s) %s are kept as %s beside the labeler's",
+            path,
+            ", ".join(clash),
+            ", ".join(repr(renamed[c]) for c in clash),
         )
+        header = [renamed.get(c, c) for c in header]
     for i, row in enumerate(rows):
         if len(row) > len(header):
             raise DataError(
