@@ -285,6 +285,8 @@ def exclude_overlap(recipe: Recipe, train_table, eval_table, eval_data):
 
     overlap = find_overlap(train_table, eval_table, np.concatenate([eval_data.val, eval_data.test]))
     if not overlap.found:
+        if recipe.data.evaluate is not None:
+            log.info("data.pretrain / data.evaluate: no shared image or patient (compared by %s)", overlap.by)
         return train_table, overlap
     where = "data.pretrain / data.evaluate" if recipe.data.evaluate is not None else "data.pretrain"
     if recipe.data.overlap == "error":

@@ -138,6 +138,7 @@ def overlap_markdown(path: Path) -> str:
         f"{info['excluded_images']} image(s) were left out of pretraining (`data.overlap: exclude`)"
         + (f", e.g. {examples}" if examples else "")
         + ". `pretrain/images.csv` lists the images pretraining used.\n"
+        + (f"\nNote: {info['note']}.\n" if info.get("note") else "")
     )
 
 
