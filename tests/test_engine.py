@@ -131,6 +131,19 @@ def test_scheduler_moves_every_group(tmp_path):
     assert [m["lr"] for m in metrics][:2] == pytest.approx([5e-4, 1e-3])  # warmup of the encoder group
 
 
+def test_fp16_steps_the_grad_scaler_skips_do_not_warn_about_the_schedule(tmp_path):
+    """GradScaler skips the first steps while it finds its scale; torch would warn that the scheduler
+    stepped first, on every run, though the schedule advancing once per batch is what is intended."""
+    import warnings
+
+    t = trainer(Regression(), tmp_path, max_steps=3, precision="fp16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t.fit()
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+    assert t.scaler.is_enabled()
+
+
 # -- accumulation and clipping -------------------------------------------------------------------
 
 

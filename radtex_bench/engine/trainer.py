@@ -24,6 +24,7 @@ import math
 import resource
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +321,12 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step_lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # fp16: GradScaler skips the optimiser step when gradients overflow (its first steps, while it
+            # finds the scale); the schedule still advances one step per batch, as intended, so torch's
+            # "lr_scheduler.step() before optimizer.step()" warning is noise here.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def _train_micro_batch(self, batch: dict[str, Any]) -> bool:
