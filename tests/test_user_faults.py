@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from radtex_bench.cli import main
 from radtex_bench.config import load_recipe, recipe_from_dict
 from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.loading import load_table
-from radtex_bench.data.overlap import find_overlap
+from radtex_bench.data.overlap import comparable_ids, find_overlap
 from radtex_bench.encoders import build_encoder
 from radtex_bench.objectives import OBJECTIVES, SetupContext
 
@@ -71,18 +72,115 @@ def test_overlapping_evaluation_images_are_left_out_of_pretraining(tmp_path, man
     assert f"{overlap['excluded_images']} image(s) were left out" in report
 
 
-def test_overlap_by_path_across_datasets(tmp_path):
-    """Two manifests (different datasets) listing the same files: matched by resolved path."""
+def _copied_manifest_recipe(tmp_path, **data):
+    """Pretrain on a manifest, evaluate on a copy of it at another root (real files, not links)."""
+    write_manifest(tmp_path / "data", n=40)
+    shutil.copytree(tmp_path / "data", tmp_path / "data_copy")
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        tmp_path / "data",
+        [{"name": "supervised", "train": {"epochs": 1, "max_steps": 1, "batch_size": 4}}],
+        {"budgets": [4], "seeds": 1, "bootstrap": 0},
+        "copied",
+    )
+    raw = yaml.safe_load(recipe.read_text())
+    # A bigger test share than pretraining's own patient split, as in case 11: the splits disagree.
+    raw["data"]["evaluate"] = {
+        "kind": "manifest",
+        "root": str(tmp_path / "data_copy"),
+        "split_fractions": [0.5, 0.1, 0.4],
+    }
+    raw["data"].update(data)
+    recipe.write_text(yaml.safe_dump(raw))
+    return recipe
+
+
+def test_copied_manifest_at_another_root_is_matched_by_image_id_and_patient(tmp_path):
+    """Case 11 with data.evaluate.root = a copy of the data folder: the paths differ, the ids do not, so
+    the evaluation val/test images and their patients are still left out of pretraining."""
+    recipe = _copied_manifest_recipe(tmp_path)
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+
+    # The right value, from the data alone: the pretraining split minus every evaluation val/test patient.
+    table = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(tmp_path / "data")}, "d"))
+    patient = dict(zip(table.image_ids, table.patient_ids))
+    splits = json.loads((out / "splits.json").read_text())
+    held = set(splits["val"]) | set(splits["test"])
+    held_patients = {patient[i] for i in held}
+    train = table.take(table.split_rows("train"))
+    expected = {i for i, p in zip(train.image_ids, train.patient_ids) if p not in held_patients}
+    shared = set(train.image_ids) & held
+    assert shared  # the copy's own patient split puts some pretraining images in its val/test
+
+    used = list(csv.DictReader(open(out / "pretrain" / "images.csv")))
+    assert {r["image_id"] for r in used} == expected
+    assert all(r["path"].startswith(str((tmp_path / "data").resolve())) for r in used)
+    overlap = json.loads((out / "pretrain" / "overlap.json").read_text())
+    assert overlap["shared_images"] == len(shared)
+    assert overlap["shared_patients"] == len({patient[i] for i in train.image_ids} & held_patients)
+    assert overlap["excluded_images"] == len(train) - len(expected)
+    assert "image id, patient id and resolved file path" in overlap["matched_by"]
+    log = (out / "run.log").read_text()
+    assert "left out of pretraining" in log and "taken to use one naming scheme" in log  # visible caveat
+    report = (out / "report.md").read_text()
+    assert f"{overlap['excluded_images']} image(s) were left out" in report
+    assert "taken to use one naming scheme" in report
+
+
+def test_copied_manifest_overlap_error_exits_2(tmp_path, capsys):
+    recipe = _copied_manifest_recipe(tmp_path, overlap="error")
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.pretrain / data.evaluate: ")
+    assert "evaluation validation/test images" in err[0] and "data.overlap: exclude" in err[0]
+    assert not (out / "pretrain" / "images.csv").exists() and not (out / "report.md").exists()
+
+
+def test_overlap_by_path_across_dataset_kinds(tmp_path):
+    """Another kind listing the same files under other ids: matched by resolved path, and every
+    pretraining image of a patient with a shared file goes too."""
     write_manifest(tmp_path / "a", n=20)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "images").symlink_to(tmp_path / "a" / "images")  # same files, other dataset root
-    (tmp_path / "b" / "manifest.csv").write_text((tmp_path / "a" / "manifest.csv").read_text())
+    rows = list(csv.reader(open(tmp_path / "a" / "manifest.csv")))
+    with open(tmp_path / "b" / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [[r[0], "other-" + r[1], *r[2:]] for r in rows[1:]])
     a = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(tmp_path / "a")}, "a"))
     b = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(tmp_path / "b")}, "b"))
-    held = np.array([0, 5, 7])
-    overlap = find_overlap(a, b, held)
-    assert overlap.images == 3 and overlap.patients == 0 and "resolved file path" in overlap.by
-    assert set(np.flatnonzero(overlap.drop)) == {0, 5, 7}
+    b.kind = "nih"  # another kind: its ids live in another namespace
+    assert comparable_ids(a, b) is None
+    overlap = find_overlap(a, b, np.array([0, 5, 7]))  # patients p0, p2, p3 (2 images each)
+    assert overlap.images == 3 and overlap.patients == 3 and "resolved file path" in overlap.by
+    assert set(np.flatnonzero(overlap.drop)) == {0, 1, 4, 5, 6, 7}
+
+
+@pytest.mark.parametrize(
+    ("kind", "gen_a", "gen_b", "compared"),
+    [
+        ("manifest", None, None, True),  # a copied manifest; the finding carries MANIFEST_NOTE
+        ("chexpert", None, None, True),  # CheXpert-v1.0-small vs CheXpert-v1.0: ids are the same paths
+        ("synthetic", 0, 0, True),  # same generator seed: P00000_S01 is the same image at any root
+        ("synthetic", 0, 1, False),  # another seed reuses the ids for other images
+    ],
+)
+def test_same_kind_at_another_root_compares_ids(tmp_path, kind, gen_a, gen_b, compared):
+    from radtex_bench.data.synthetic import generator_params
+
+    tables = []
+    for name, seed in (("a", gen_a), ("b", gen_b)):
+        write_manifest(tmp_path / name, n=8)
+        if seed is not None:
+            (tmp_path / name / "synthetic.json").write_text(json.dumps(generator_params(8, 32, seed)))
+        table = load_table(DatasetSpec.from_plain({"kind": "manifest", "root": str(tmp_path / name)}, name))
+        table.kind = kind
+        tables.append(table)
+    a, b = tables
+    assert (comparable_ids(a, b) is not None) == compared
+    overlap = find_overlap(a, b, np.array([2]))  # image images/2.png of patient p1, not the same file
+    assert overlap.images == int(compared) and overlap.patients == int(compared)
+    assert bool(overlap.note) == (compared and kind == "manifest")
 
 
 def test_default_evaluation_has_no_overlap(tmp_path, manifest_dir):
