@@ -432,3 +432,73 @@ def test_vit_tokens_and_position_embeddings_get_no_weight_decay():
         assert id(token) in groups["encoder_no_decay"]
     assert id(model.blocks[0].attn.qkv.weight) in groups["encoder"]
     assert id(model.head.weight) not in groups["encoder"] | groups["encoder_no_decay"]  # frozen
+
+
+def test_finetune_and_the_text_protocols_feed_the_encoder_its_own_normalisation(tmp_path, monkeypatch):
+    """Every protocol that runs the encoder on images (not only feature extraction) normalises them with
+    the encoder's weights' metadata, here XRV's, never ImageNet's default."""
+    import inspect
+
+    from conftest import write_manifest
+
+    from radtex_bench.data.kinds import DatasetSpec
+    from radtex_bench.data.loading import load_table
+    from radtex_bench.engine import inference
+    from radtex_bench.evaluation.data import build_eval_data
+    from radtex_bench.evaluation.protocols import PROTOCOLS, CellTask, EncoderUnderTest
+    from radtex_bench.evaluation.protocols import finetune as finetune_module
+
+    write_manifest(tmp_path / "ds", n=60)
+    recipe = recipe_from_dict(
+        {
+            "name": "norm",
+            "data": {
+                "pretrain": {"kind": "manifest", "root": str(tmp_path / "ds")},
+                "pathologies": ["Edema"],
+            },
+            "encoder": {"name": "resnet18", "image_size": 32},
+            "objectives": [{"name": "random"}],
+            "evaluation": {"budgets": [8], "seeds": 1},
+        }
+    )
+    table = load_table(DatasetSpec.from_plain(recipe.data.pretrain.to_plain(), "data.pretrain"))
+    data = build_eval_data(recipe, table, "data.pretrain")
+    seen = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+        signature = inspect.signature(real)
+
+        def wrapper(*args, **kwargs):
+            seen.append((name, signature.bind(*args, **kwargs).arguments.get("normalization")))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    spy(finetune_module, "to_model_input")  # fine-tuning batches
+    spy(inference, "to_model_input")  # predict() and every Protocol.image_batches
+
+    class TextModel:
+        def text_scores(self, images, reports):
+            return torch.zeros(images.shape[0], len(reports)) + images.mean()
+
+        def generate(self, images, beam_size=1, max_tokens=None):
+            return ["No acute findings."] * images.shape[0]
+
+    def encoder():
+        e = Encoder("resnet18")
+        e.normalization = XRV
+        return e
+
+    under_test = EncoderUnderTest(
+        "x", tmp_path / "e.safetensors", "h", lambda: None, encoder, TextModel, normalization=XRV
+    )
+    for name in ("finetune", "zeroshot", "retrieval", "generation"):
+        protocol_cls = PROTOCOLS.get(name)
+        config = recipe.evaluation.section(name)
+        if name == "finetune":
+            config = type(config)(epochs=1, min_steps=1, batch_size=4)
+        protocol = protocol_cls(data, config, 0, torch.device("cpu"), batch_size=16)
+        seen.clear()
+        protocol.run(CellTask(under_test, 8 if protocol_cls.labelled else 0, 0, data.pool[:8]))
+        assert seen and all(n == XRV for _, n in seen), (name, seen)
