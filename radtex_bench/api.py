@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Recipe, dump_recipe, load_recipe
-from .errors import UserError
+from .errors import ConfigError, UserError, is_out_of_memory
 from .io import write_csv, write_json, write_text
 from .rundir import RunDir, fresh_plan
 
@@ -94,6 +94,9 @@ def run(
         )
         data = load_run_data(recipe, plan.hold)
         recipe = data.recipe  # recipe.yaml records what each "f%" budget became
+        # Every objective's images and batches, before the first one trains (or any file is written).
+        pretraining = pretraining_tables(recipe, data.train_table, plan.hold)
+        check_batches(recipe, pretraining, plan.train, dist.world_size)
         # Before the run's files: a tracker that cannot start leaves a folder that can simply be reused.
         tracker = open_trackers(
             recipe.logging.trackers, TrackedRun(out, recipe.name, plan.hold, plan.selection), dist.is_main
@@ -107,24 +110,28 @@ def run(
                 f"train-pool / val / test images, {len(plan.hold)} objectives -> {out}"
             )
 
-        encoders, pretraining = {}, {}
-        for spec in recipe.objectives:
+        encoders = {}
+        for index, spec in enumerate(recipe.objectives):
             if spec.label not in plan.hold:
                 continue
-            pretraining[spec.label] = pretraining_images(spec, data.train_table)
             if spec.label not in plan.train:  # held from an earlier start, finished (RunDir.plan)
                 encoders[spec.label] = paths.encoder(spec.label)
                 continue
-            encoders[spec.label] = pretrain_objective(
-                recipe,
-                spec,
-                pretraining[spec.label],
-                paths.pretrain(spec.label),
-                torch_device,
-                dist,
-                resume=resume,
-                metrics_hook=_metrics_hook(tracker, spec.label),
-            )
+            try:
+                encoders[spec.label] = pretrain_objective(
+                    recipe,
+                    spec,
+                    pretraining[spec.label],
+                    paths.pretrain(spec.label),
+                    torch_device,
+                    dist,
+                    resume=resume,
+                    metrics_hook=_metrics_hook(tracker, spec.label),
+                )
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise pretraining_out_of_memory(paths, index, spec, dist.is_main) from exc
         dist.barrier()
         if dist.is_main:
             workers = resolve_workers(recipe, torch_device)
@@ -320,17 +327,21 @@ def preflight(recipe: Recipe, labels: Sequence[str] | None = None) -> None:
         PROTOCOLS.get(name).preflight(recipe.evaluation.section(name))
 
 
-def pretraining_images(spec, train_table):
-    """Text objectives train on the images that have a report; an empty report teaches nothing."""
+def pretraining_images(spec, train_table, where: str | None = None):
+    """Text objectives train on the images that have a report; an empty report teaches nothing.
+
+    ``where``: the objective's recipe key (``objectives.1``), named by the error when none has a report.
+    """
     from .objectives import OBJECTIVES
 
     if "report" not in OBJECTIVES.get(spec.name).needs:
         return train_table
     has_report = (train_table.frame["report"].str.strip() != "").to_numpy()
     if not has_report.any():
+        who = f"{where} ({spec.label})" if where else f"objective '{spec.label}'"
         raise UserError(
-            f"objective '{spec.label}' needs reports, but no pretraining image has one; use a dataset "
-            "with reports (a report column or report files) or drop this objective"
+            f"{who}: needs reports, but no pretraining image has one; use a dataset with reports (a report "
+            f"column or report files) or leave this objective out (--exclude {spec.label})"
         )
     if not has_report.all():
         log.warning(
@@ -340,6 +351,79 @@ def pretraining_images(spec, train_table):
             len(has_report),
         )
     return train_table.take(has_report)
+
+
+def pretraining_tables(recipe: Recipe, train_table, labels: Sequence[str]) -> dict:
+    """``{label: pretraining images}`` of the objectives with ``labels`` (:func:`pretraining_images`)."""
+    return {
+        spec.label: pretraining_images(spec, train_table, f"objectives.{i}")
+        for i, spec in enumerate(recipe.objectives)
+        if spec.label in labels
+    }
+
+
+def check_batches(recipe: Recipe, pretraining: dict, labels: Sequence[str], world_size: int) -> None:
+    """Each objective with ``labels`` that trains fills one optimiser step per epoch of its images.
+
+    ``train.batch_size`` is per process (:class:`~radtex_bench.data.pipeline.EpochBatchSampler` drops the
+    last incomplete batch); checked for every objective before the first trains, so a late one cannot fail
+    after the others have run. The sampler and the trainer check again.
+    """
+    from .objectives import OBJECTIVES
+
+    for i, spec in enumerate(recipe.objectives):
+        train = spec.train
+        steps = train.max_steps if train.max_steps is not None else train.epochs
+        if spec.label not in labels or not OBJECTIVES.get(spec.name).pretrains or not steps:
+            continue
+        n = len(pretraining[spec.label])
+        per_process = n // world_size
+        batches = n // (train.batch_size * world_size)
+        if batches == 0:
+            fix = (
+                f"lower it to at most {per_process}"
+                if per_process >= 2
+                else "use more pretraining images or fewer processes"
+            )
+            raise ConfigError(
+                f"objectives.{i}.train.batch_size",
+                f"{n} pretraining images of '{spec.label}' cannot fill one batch of {train.batch_size} per "
+                f"process x {world_size} process(es); {fix}",
+            )
+        if batches < train.grad_accum:
+            raise ConfigError(
+                f"objectives.{i}.train.grad_accum",
+                f"one epoch of '{spec.label}' has {batches} batch(es) of {train.batch_size} per process "
+                f"({n} pretraining images, {world_size} process(es)), fewer than grad_accum="
+                f"{train.grad_accum}; lower it to at most {batches} (or lower objectives.{i}.train.batch_size)",
+            )
+
+
+def pretraining_out_of_memory(paths: RunDir, index: int, spec, is_main: bool) -> UserError:
+    """The error for an objective that ran out of memory while pretraining.
+
+    Its folder is removed when it holds no checkpoint (nothing to resume from): ``--resume`` with lower
+    settings then starts it afresh instead of refusing a folder "trained with other settings".
+    """
+    import shutil
+
+    from .rundir import CHECKPOINT_FILE
+
+    folder = paths.pretrain(spec.label)
+    kept = (folder / CHECKPOINT_FILE).exists()
+    if is_main and not kept:
+        shutil.rmtree(folder, ignore_errors=True)
+    where = f"objectives.{index}"
+    then = (
+        f"delete {folder} (it holds the checkpoint of the old settings) and rerun with --resume"
+        if kept
+        else "rerun with --resume"
+    )
+    return UserError(
+        f"{where} ({spec.label}): out of memory while pretraining; lower {where}.train.batch_size (raise "
+        f"{where}.train.grad_accum to keep the effective batch) or the model sizes in {where}.params (e.g. "
+        f"width), then {then}"
+    )
 
 
 def check_pretraining_labels(recipe: Recipe, train_table, labels: Sequence[str] | None = None) -> None:
@@ -415,7 +499,15 @@ def evaluate_and_report(
         encoder = evaluator.encoder_under_test(
             label, path, model.load, model.capabilities, model.model_hash, model.note
         )
-        cells.extend(evaluator.evaluate(encoder))
+        try:
+            cells.extend(evaluator.evaluate(encoder))
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise UserError(
+                f"evaluation of '{label}': out of memory; lower evaluation.batch_size (and "
+                "evaluation.finetune.batch_size when finetune runs), then rerun with --resume"
+            ) from exc
     paths = RunDir(out)
     write_text_tables(
         paths,

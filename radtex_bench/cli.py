@@ -1,7 +1,7 @@
 """The ``radtex-bench`` command line: a thin typer layer over :mod:`radtex_bench.api`.
 
-Exit codes: 0 success; 2 a user error (one ``error: ...`` line, no traceback); 1 an internal error
-(short message; the traceback goes to ``run.log`` and, with ``--debug``, to the terminal);
+Exit codes: 0 success; 2 a user error or out of memory (one ``error: ...`` line, no traceback); 1 an
+internal error (short message; the traceback goes to ``run.log`` and, with ``--debug``, to the terminal);
 130 interrupted (Ctrl-C / SIGTERM; the checkpoint is kept, rerun with ``--resume``).
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import Interrupted, UserError
+from .errors import Interrupted, UserError, is_out_of_memory
 
 app = typer.Typer(
     name="radtex-bench",
@@ -389,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         log_path = _log_path_from(argv)
         if _options["debug"]:
             traceback.print_exc()
+        if is_out_of_memory(exc):  # one the API did not place (run names the objective or stage itself)
+            print(
+                f"error: out of memory ({type(exc).__name__}); lower the batch size or the model and image "
+                "sizes, or use a device with more memory",
+                file=sys.stderr,
+            )
+            return 2
         where = f"the traceback is in {log_path}; " if log_path and log_path.exists() else ""
         print(
             f"internal error: {type(exc).__name__}: {exc} ({where}rerun with --debug for details, and please "

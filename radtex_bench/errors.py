@@ -54,5 +54,15 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     return ""
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator giving up: ``torch.OutOfMemoryError`` (CUDA), the CPU (or MPS)
+    allocator's ``RuntimeError`` ("DefaultCPUAllocator: can't allocate memory"), or ``MemoryError``.
+    Callers turn it into a :class:`UserError` naming the stage and the sizes to lower."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; work stopped at a safe point after writing a checkpoint."""
