@@ -168,6 +168,27 @@ def test_labeler_source_reads_the_synthetic_reports(synthetic_dir):
     assert not np.array_equal(noisy.pretrain_labels, table.labels, equal_nan=True)
 
 
+def test_impression_only_labeler_misses_what_only_the_findings_say(synthetic_dir):
+    """CheXpert's and MIMIC-CXR's labels were read from the IMPRESSION alone: the synthetic reports'
+    pertinent negatives are in FINDINGS, so they go missing, and some positives with them."""
+    from radtex_bench.data.labels import CHEXPERT_14
+    from radtex_bench.data.reports import extract
+    from radtex_bench.text.labeler import label_reports
+
+    table = synthetic_table(synthetic_dir, pretrain_labels="labeler_impression")
+    raw = label_reports([extract(r, "impression") for r in table.frame["report"]])
+    expected = np.stack([raw[:, CHEXPERT_14.index(n)] for n in table.label_names], axis=1)
+    assert np.array_equal(table.pretrain_labels, expected, equal_nan=True)
+    exact, read = table.labels, table.pretrain_labels
+    assert (exact == 0).sum() > 50 and np.isnan(read[exact == 0]).mean() > 0.9  # negatives: unread
+    kept = np.mean(read[exact == 1] == 1)
+    assert 0.3 < kept < 0.95  # a share of the positives is missed, most are not
+    assert not (read[exact == 1] == 0).any()  # nothing is made negative: errors are omissions
+    assert table.labels is exact and np.array_equal(  # the evaluation labels stay the generator's
+        exact, synthetic_table(synthetic_dir).labels, equal_nan=True
+    )
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [

@@ -28,7 +28,7 @@ from .manifest import ManifestOptions, read_manifest
 log = logging.getLogger("radtex_bench")
 
 #: Where the pretraining split's labels come from before the noise model.
-PretrainLabels = Literal["oracle", "labeler"]
+PretrainLabels = Literal["oracle", "labeler", "labeler_impression"]
 
 #: A flip rate above this makes a label anti-informative (it says the opposite of the truth).
 MAX_FLIP = 0.5
@@ -51,7 +51,9 @@ class SyntheticOptions(DatasetOptions):
     pretrain_labels: PretrainLabels = option(
         "oracle",
         help="labels pretraining objectives see: oracle (the generator's) | labeler (the rule report "
-        "labeler on the synthetic reports); the label_* noise applies on top; evaluation stays exact",
+        "labeler on the synthetic reports) | labeler_impression (the labeler on the IMPRESSION section "
+        "only, as CheXpert's and MIMIC-CXR's labels were made); the label_* noise applies on top; "
+        "evaluation stays exact",
     )
     label_flip: float | dict[str, float] = option(
         0.0,
@@ -134,11 +136,13 @@ def pretraining_labels(table: ImageTable, options: SyntheticOptions, where: str)
     if options.pretrain_labels == "oracle" and noise.is_identity(table.label_names):
         return None
     source = table.labels
-    if options.pretrain_labels == "labeler":
-        source = labeler_labels(table)
+    if options.pretrain_labels in ("labeler", "labeler_impression"):
+        impression = options.pretrain_labels == "labeler_impression"
+        source = labeler_labels(table, impression)
         log.info(
-            "%s: pretraining labels from the rule report labeler (vs the generator's: %s)",
+            "%s: pretraining labels from the rule report labeler%s (vs the generator's: %s)",
             where,
+            " on the IMPRESSION section only" if impression else "",
             describe_change(table.labels, source),
         )
     noisy = noise.apply(source, table.label_names)
@@ -147,12 +151,20 @@ def pretraining_labels(table: ImageTable, options: SyntheticOptions, where: str)
     return noisy
 
 
-def labeler_labels(table: ImageTable) -> np.ndarray:
+def labeler_labels(table: ImageTable, impression: bool = False) -> np.ndarray:
     """``[N, L]`` labels of the table's columns read from its reports by the rule labeler (CheXpert's
-    14 observations; a column the labeler does not cover is missing)."""
-    from ...text.labeler import CHEXPERT_14, label_reports
+    14 observations; a column the labeler does not cover is missing).
 
-    raw = label_reports(table.frame["report"].tolist())  # [N, 14]
+    ``impression``: read only the IMPRESSION section, as the CheXpert labeler was run for CheXpert and
+    MIMIC-CXR: what only FINDINGS says (pertinent negatives, many opacities, hedged mentions) is missing.
+    """
+    from ...text.labeler import CHEXPERT_14, label_reports
+    from ..reports import extract
+
+    reports = table.frame["report"].tolist()
+    if impression:
+        reports = [extract(r, "impression") for r in reports]
+    raw = label_reports(reports)  # [N, 14]
     columns = []
     for name in table.label_names:
         canonical = canonical_name(name)
