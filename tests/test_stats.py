@@ -181,8 +181,9 @@ def test_paired_comparison():
 
 def test_mean_std():
     assert mean_std([0.7, 0.8, np.nan, 0.9]) == pytest.approx((0.8, 0.1))
-    assert mean_std([0.75]) == (0.75, 0.0)
-    assert mean_std([0.75, np.nan]) == (0.75, 0.0)
+    for one in ([0.75], [0.75, np.nan]):  # one seed: no spread, not a spread of 0
+        mean, std = mean_std(one)
+        assert mean == 0.75 and math.isnan(std)
     assert all(math.isnan(v) for v in mean_std([]))
     assert all(math.isnan(v) for v in mean_std([np.nan, np.nan]))
 
@@ -234,3 +235,48 @@ def test_report_stars_follow_the_holm_adjusted_p_not_the_raw_one():
     kept, lost = comparisons_markdown(pd.DataFrame(rows)).splitlines()[2:]
     assert kept.endswith("| 0.0100 | 0.0300 * |")
     assert lost.endswith("| 0.0200 | 0.0600 |")
+
+
+def test_report_shows_no_spread_for_a_single_seed():
+    import pandas as pd
+
+    from radtex_bench.reporting.report import summary_markdown
+
+    base = {"protocol": "linear", "budget": 10, "ci_low": 0.6, "ci_high": 0.8}
+    summary = pd.DataFrame(
+        [
+            {**base, "objective": "one_seed", "macro_auc": 0.7, "macro_auc_std": float("nan")},
+            {**base, "objective": "three_seeds", "macro_auc": 0.65, "macro_auc_std": 0.02},
+        ]
+    )
+    one, three = summary_markdown(summary, ["one_seed", "three_seeds"]).splitlines()[4:6]
+    assert one == "| one_seed | **0.700** [0.600, 0.800] |"
+    assert three == "| three_seeds | 0.650 ± 0.020 [0.600, 0.800] |"
+
+
+def test_summary_marks_cells_whose_macro_averages_fewer_pathologies():
+    import pandas as pd
+
+    from radtex_bench.reporting.report import partial_cells, summary_markdown
+
+    results = pd.DataFrame(
+        {
+            "objective": ["a", "a", "b", "b"],
+            "protocol": ["linear"] * 4,
+            "budget": [4, 4, 4, 4],
+            "seed": [0, 0, 0, 0],
+            "pathology": ["X", "Y", "X", "Y"],
+            "auc": [0.7, float("nan"), 0.6, 0.65],
+        }
+    )
+    partial = partial_cells(results)
+    assert partial == {("a", "linear", 4)}
+    base = {"protocol": "linear", "budget": 4, "ci_low": 0.5, "ci_high": 0.8, "macro_auc_std": 0.01}
+    summary = pd.DataFrame(
+        [{**base, "objective": "a", "macro_auc": 0.7}, {**base, "objective": "b", "macro_auc": 0.625}]
+    )
+    text = summary_markdown(summary, ["a", "b"], None, partial)
+    a, b = text.splitlines()[4:6]
+    assert a.endswith("† |") and not b.endswith("† |")
+    assert "† In some seed the labelled subset could not score every pathology" in text
+    assert "†" not in summary_markdown(summary, ["a", "b"])

@@ -302,3 +302,19 @@ def test_text_protocols_on_an_evaluation_set_without_reports_stop_before_any_wor
     )
     assert "data.evaluate" in err[-1]
     assert not (out / "pretrain" / "clip" / "encoder.safetensors").exists()
+
+
+def test_report_says_when_every_generation_is_empty_or_identical(tmp_path):
+    from radtex_bench.reporting.text_report import degenerate
+    from radtex_bench.rundir import RunDir
+
+    paths = RunDir(tmp_path)
+    rows = [("empty", f"i{k}", "ref", "") for k in range(3)]
+    rows += [("same", f"i{k}", "ref", "No acute findings.") for k in range(3)]
+    rows += [("varied", f"i{k}", "ref", f"text {k}") for k in range(3)]
+    with open(paths.generations, "w", newline="") as f:
+        csv.writer(f).writerows([("objective", "image_id", "reference", "generated"), *rows])
+    notes = degenerate(paths, ["empty", "same", "varied"])
+    assert len(notes) == 2
+    assert notes[0].startswith("**empty wrote an empty report for every test image**")
+    assert notes[1].startswith('**same wrote the same report for every test image** ("No acute findings.")')

@@ -256,14 +256,15 @@ def paired_comparison(
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1) ignoring NaN; std 0 for one value, (nan, nan) for none."""
+    """Mean and sample standard deviation (ddof=1) ignoring NaN; std NaN for one value (a spread over one
+    seed is undefined, not 0), (nan, nan) for none."""
     x = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64)
     x = x.reshape(-1)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return float("nan"), float("nan")
     if x.size == 1:
-        return float(x[0]), 0.0
+        return float(x[0]), float("nan")
     return float(x.mean()), float(x.std(ddof=1))
 
 

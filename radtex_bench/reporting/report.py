@@ -32,8 +32,25 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "—" if pd.isna(x) else f"{x:.{digits}f}"
 
 
-def summary_markdown(summary: pd.DataFrame, order: list[str], names: dict[int, str] | None = None) -> str:
-    """``names``: how a budget was written in the recipe (``{6: "2%"}``), shown beside its count."""
+def partial_cells(results: pd.DataFrame) -> set[tuple[str, str, int]]:
+    """``(objective, protocol, budget)`` whose macro AUROC, in some seed, averages fewer than all the
+    pathologies (a labelled subset held one class of one)."""
+    gaps = results[results["auc"].isna()]
+    return {(str(o), str(p), int(b)) for o, p, b in zip(gaps["objective"], gaps["protocol"], gaps["budget"])}
+
+
+#: The footnote of a summary cell marked with :data:`PARTIAL_MARK`.
+PARTIAL_MARK = "†"
+
+
+def summary_markdown(
+    summary: pd.DataFrame,
+    order: list[str],
+    names: dict[int, str] | None = None,
+    partial: set[tuple[str, str, int]] = frozenset(),
+) -> str:
+    """``names``: how a budget was written in the recipe (``{6: "2%"}``), shown beside its count.
+    ``partial``: cells marked † (:func:`partial_cells`), with a footnote."""
     names = names or {}
     lines = []
     for protocol in dict.fromkeys(summary["protocol"]):
@@ -58,15 +75,25 @@ def summary_markdown(summary: pd.DataFrame, order: list[str], names: dict[int, s
                     cells.append("")
                     continue
                 r = row.iloc[0]
-                text = f"{_fmt(r.macro_auc)} ± {_fmt(r.macro_auc_std)}"
+                text = _fmt(r.macro_auc)
+                if not pd.isna(r.macro_auc_std):  # one seed (or zero-shot): no spread to show
+                    text += f" ± {_fmt(r.macro_auc_std)}"
                 if not pd.isna(r.macro_auc) and r.macro_auc == best[b]:
                     text = f"**{text}**"
                 if not pd.isna(r.ci_low):
                     text += f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+                if (label, protocol, int(b)) in partial:
+                    text += f" {PARTIAL_MARK}"
                 cells.append(text)
             if any(cells):
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    if any(key[1] in set(summary["protocol"]) for key in partial):
+        lines.append(
+            f"{PARTIAL_MARK} In some seed the labelled subset could not score every pathology (one class "
+            'only): that macro AUROC averages fewer pathologies than the others (see "Pathologies a '
+            'labelled subset could not score").\n'
+        )
     return "\n".join(lines)
 
 
@@ -171,12 +198,13 @@ def build_report(run_dir: Path) -> Path:
         stored = {}
     name = stored.get("name", run_dir.name)
     names = label_efficiency.budget_names(stored)  # {6: "2%"}: budgets given as percentages
+    partial = partial_cells(results)
     parts = [
         f"# radtex-bench report: {name}\n",
         "Per-pathology AUROC of a probe trained on each labelled budget, averaged over pathologies "
         "(macro) and over seeds. Intervals resample test patients. See docs/evaluation.md for the protocol.\n",
         "## Summary\n",
-        summary_markdown(summary, order, names),
+        summary_markdown(summary, order, names, partial),
         "![macro AUROC vs budget](plots/auc_vs_budget.png)\n",
         *text_report.zero_labels(summary, results, order),
     ]
@@ -202,6 +230,14 @@ def build_report(run_dir: Path) -> Path:
     )
     if aubc or efficiency:
         parts.append("## Label efficiency\n")
+        uneven = sorted({b for _, protocol, b in partial if protocol in set(summary["protocol"])})
+        if uneven:
+            parts.append(
+                f"Budget(s) {', '.join(str(b) for b in uneven)} ({PARTIAL_MARK} in the summary) enter the "
+                "area under the budget curve and labels-to-match with a macro AUROC over fewer pathologies "
+                "for some objectives and seeds: at those budgets the curves compare unlike averages, so "
+                "read the numbers that use them with care (larger budgets avoid it).\n"
+            )
     if aubc:
         parts += ["### Area under the budget curve (AUBC)\n", aubc]
     if efficiency:

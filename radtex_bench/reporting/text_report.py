@@ -175,8 +175,33 @@ def generation(paths: RunDir) -> list[str]:
             f"Not scored for clinical efficacy (not CheXpert labels, which the labeler extracts): "
             f"{', '.join(outside)}.\n"
         )
+    lines += degenerate(paths, labels)
     lines += examples(paths, labels)
     return ["\n".join(lines) + "\n"]
+
+
+def degenerate(paths: RunDir, labels: list[str]) -> list[str]:
+    """A warning for objectives whose generations are all empty or all one text (an undertrained decoder
+    writes [EOS] first, or one report for every image): their scores say so only implicitly."""
+    generated = _read(paths.generations, text=True)
+    if generated is None or generated.empty:
+        return []
+    lines = []
+    for label in labels:
+        texts = generated.loc[generated["objective"] == label, "generated"].fillna("").str.strip()
+        if len(texts) < 2:
+            continue
+        if (texts == "").all():
+            lines.append(
+                f"**{label} wrote an empty report for every test image** (its decoder emits the end token "
+                "first; typically too little training): its generation scores are those of empty text.\n"
+            )
+        elif texts.nunique() == 1:
+            lines.append(
+                f'**{label} wrote the same report for every test image** ("{_one_line(texts.iloc[0])}"): '
+                "its scores measure how well one fixed report matches the references, not the images.\n"
+            )
+    return lines
 
 
 def examples(paths: RunDir, labels: list[str]) -> list[str]:
