@@ -62,7 +62,7 @@ def _table(root: Path):
 
 def test_prepare_decodes_every_image_and_lists_the_unreadable(prepared):
     root, out, result = prepared
-    assert (result.images, result.cached, result.skipped, result.decoded_now) == (14, 12, 2, 14)
+    assert (result.images, result.cached, result.skipped, result.decoded_now) == (14, 12, 2, 12)
     skipped = (out / "skipped.txt").read_text().splitlines()
     assert len(skipped) == 2
     assert any(
@@ -72,6 +72,19 @@ def test_prepare_decodes_every_image_and_lists_the_unreadable(prepared):
     assert any("missing0.jpg\t" in line and "not found" in line for line in skipped)
     meta = json.loads((out / "cache.json").read_text())
     assert meta["complete"] and meta["kind"] == "manifest" and meta["size"] == 16 and meta["skipped"] == 2
+
+
+def test_decoded_now_counts_only_images_decoded_by_this_call(tmp_path):
+    """`decoded_now` was every pending row, so 2 readable + 2 unreadable said 4 decoded."""
+    root = make_images(tmp_path / "ds", n=2, broken=1, missing=1)
+    out = tmp_path / "cache"
+    first = prepare("manifest", str(root), out, size=8, workers=0)
+    assert (first.images, first.decoded_now, first.cached, first.skipped) == (4, 2, 2, 2)
+    again = prepare("manifest", str(root), out, size=8, workers=0)  # retries the 2, which fail again
+    assert (again.decoded_now, again.cached, again.skipped) == (0, 2, 2)
+    Image.fromarray(np.full((10, 10), 7, dtype=np.uint8)).save(root / "img/broken0.png")  # repaired
+    fixed = prepare("manifest", str(root), out, size=8, workers=0)
+    assert (fixed.decoded_now, fixed.cached, fixed.skipped) == (1, 3, 1)
 
 
 def test_cached_pixels_equal_decoding_the_files(prepared):

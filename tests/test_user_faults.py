@@ -22,7 +22,7 @@ from radtex_bench.cli import main
 from radtex_bench.config import load_recipe, recipe_from_dict
 from radtex_bench.data.kinds import DatasetSpec
 from radtex_bench.data.loading import load_table
-from radtex_bench.data.overlap import comparable_ids, find_overlap
+from radtex_bench.data.overlap import Overlap, comparable_ids, find_overlap
 from radtex_bench.encoders import build_encoder
 from radtex_bench.objectives import OBJECTIVES, SetupContext
 
@@ -154,6 +154,22 @@ def test_overlap_by_path_across_dataset_kinds(tmp_path):
     overlap = find_overlap(a, b, np.array([0, 5, 7]))  # patients p0, p2, p3 (2 images each)
     assert overlap.images == 3 and overlap.patients == 3 and "resolved file path" in overlap.by
     assert set(np.flatnonzero(overlap.drop)) == {0, 1, 4, 5, 6, 7}
+
+
+def test_overlap_sentence_says_the_left_out_count_only_when_patients_add_images():
+    """It said `59 pretraining image(s) ...; 59 pretraining image(s) affected`: the count twice."""
+    by = "image id and patient id (same dataset)"
+    only_shared = Overlap(drop=np.array([1, 1, 0, 0], bool), images=2, patients=2, by=by, examples=["x.png"])
+    assert only_shared.describe() == (
+        "2 pretraining image(s) are evaluation validation/test images and 2 patient(s) appear on both "
+        "sides, matched by image id and patient id (same dataset) (e.g. x.png)"
+    )
+    with_patients = Overlap(drop=np.array([1, 1, 1, 0], bool), images=2, patients=1, by=by, note="n")
+    assert with_patients.describe() == (
+        "2 pretraining image(s) are evaluation validation/test images and 1 patient(s) appear on both "
+        "sides, matched by image id and patient id (same dataset); with the rest of those patients' "
+        "images, 3 pretraining image(s) in all (note: n)"
+    )
 
 
 @pytest.mark.parametrize(

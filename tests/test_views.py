@@ -51,6 +51,40 @@ def test_no_view_spellings_are_no_view():
     ]
 
 
+def test_frontal_views_with_a_position_word_are_their_base_view():
+    values = ["AP SUPINE", "AP Supine", "SUPINE AP", "AP ERECT", "PA ERECT", "AP UPRIGHT", "AP PORTABLE"]
+    values += ["PORTABLE AP", "ap semi-erect", "Lateral upright"]
+    assert normalise_views(values).tolist() == ["AP"] * 4 + ["PA"] + ["AP"] * 4 + ["LATERAL"]
+    # Another projection or beam keeps its own name (MIMIC-CXR's ViewPosition values).
+    others = ["AP AXIAL", "AP LLD", "AP RLD", "PA LLD", "PA RLD", "LAO", "RAO", "LPO", "SWIMMERS", "PORTABLE"]
+    assert normalise_views(others).tolist() == others
+    assert normalise_views(["XTABLE LATERAL", "LL"]).tolist() == ["LATERAL", "LATERAL"]
+
+
+def test_every_view_value_the_filter_leaves_out_is_counted_in_one_warning(tmp_path, caplog):
+    """The user's case: `AP Supine` images vanished without a word; now they are AP, and what the filter
+    still leaves out is named with its count."""
+    # 8 rows each: AP Supine, PA, AP LLD, LATERAL, "".
+    root = _manifest(tmp_path, ["AP Supine", "PA", "AP LLD", "LATERAL", ""])
+    with caplog.at_level(logging.WARNING, logger="radtex_bench"):
+        table = _load(root)
+    assert len(table) == 16 and sorted(set(table.frame["view"])) == ["AP", "PA"]
+    warnings = [r.getMessage() for r in caplog.records if "view filter" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "24 of 40 images left out by the view filter `data.pretrain.views: ['PA', 'AP']` (AP LLD 8, LATERAL "
+        "8, no view 8); add their views to `data.pretrain.views` to keep them (`unknown` for those without "
+        "a view), or set `data.pretrain.views: null` to keep every image"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="radtex_bench"):
+        assert len(_load(root, views=["PA", "AP", "AP LLD", "LATERAL"])) == 32
+    assert "(no view 8); add their views" in caplog.text and "unknown" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="radtex_bench"):
+        assert len(_load(root, views=["AP", "PA", "AP LLD", "LL", "unknown"])) == 40
+    assert "view filter" not in caplog.text  # nothing left out, nothing said
+
+
 @pytest.mark.parametrize("views", [None, [""], ["?", "unknown", "n/a", ""]])
 def test_a_dataset_without_view_information_is_not_filtered(tmp_path, caplog, views):
     root = _manifest(tmp_path, views)
@@ -68,8 +102,10 @@ def test_images_without_a_view_among_views_are_left_out_with_a_count(tmp_path, c
         table = _load(root)
     assert len(table) == 16 and set(table.frame["view"]) == {"PA", "AP"}
     assert (
-        "16 of 40 images have no view and are left out by `data.pretrain.views: ['PA', 'AP']`" in caplog.text
-    )
+        "24 of 40 images left out by the view filter `data.pretrain.views: ['PA', 'AP']` (no view 16, "
+        "LATERAL 8); add their views to `data.pretrain.views` to keep them (`unknown` for those without a "
+        "view), or set `data.pretrain.views: null` to keep every image"
+    ) in caplog.text
     assert summarise("manifest", str(root))["views"] == {"AP": 8, "LATERAL": 8, "PA": 8}  # "?" is no view
     kept = _load(root, views=["PA", "AP", "unknown"])
     assert len(kept) == 32 and set(kept.frame["view"]) == {"PA", "AP", ""}

@@ -168,8 +168,8 @@ class PrepareResult:
     size: int
     images: int  # listed images (rows of the cache)
     cached: int  # rows holding pixels
-    decoded_now: int  # rows decoded by this call (the rest were done by an earlier, interrupted call)
-    skipped: int  # unreadable or missing images, listed in skipped.txt
+    decoded_now: int  # rows decoded and cached by this call (the rest were done by an earlier call)
+    skipped: int  # unreadable or missing images, listed in skipped.txt (cached + skipped == images)
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
@@ -270,6 +270,8 @@ def prepare(
     lines = [f"{paths[r]}\t{' '.join(reasons.get(int(r), 'unreadable').split())}" for r in skipped_rows]
     write_text(out / SKIPPED, "".join(line + "\n" for line in lines))
     cached = int((done == DECODED).sum())
+    # Pending rows that failed again are skipped, not decoded: cached + skipped == images.
+    decoded_now = int((done[pending] == DECODED).sum())
     meta.update(complete=True, cached=cached, skipped=len(skipped_rows))
     write_text(out / META, json.dumps(meta, indent=1))
     return PrepareResult(
@@ -278,7 +280,7 @@ def prepare(
         size,
         len(table),
         cached,
-        len(pending),
+        decoded_now,
         len(skipped_rows),
         round(time.perf_counter() - start, 3),
     )

@@ -63,16 +63,26 @@ class Overlap:
         return bool(self.drop.any())
 
     def describe(self) -> str:
-        """One sentence for the log, the report and the error."""
+        """One sentence for the log, the report and the error (the caller says what happens to them).
+
+        ``3 pretraining image(s) are evaluation validation/test images, matched by ...`` when only the
+        shared images go; ``...; with the rest of those patients' images, 7 pretraining image(s) in all``
+        when shared patients have other pretraining images that go too.
+        """
         what = f"{self.images} pretraining image(s) are evaluation validation/test images"
         if self.patients:
             what += f" and {self.patients} patient(s) appear on both sides"
         example = f" (e.g. {self.examples[0]})" if self.examples else ""
-        note = f" (note: {self.note})" if self.note else ""
-        return (
-            f"{what}, matched by {self.by}{example}; {int(self.drop.sum())} pretraining image(s) affected"
-            f"{note}"
+        # The count of images to leave out is said only when it adds something: it is larger than the
+        # shared images when shared patients bring their other images along.
+        dropped = int(self.drop.sum())
+        extra = (
+            f"; with the rest of those patients' images, {dropped} pretraining image(s) in all"
+            if dropped != self.images
+            else ""
         )
+        note = f" (note: {self.note})" if self.note else ""
+        return f"{what}, matched by {self.by}{example}{extra}{note}"
 
     def to_json(self) -> dict:
         return {
