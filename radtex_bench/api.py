@@ -53,7 +53,7 @@ def run(
     from .engine.distributed import init_distributed, resolve_device
     from .engine.pretrain import pretrain_objective, resolve_workers
     from .tracking import TrackedRun, open_trackers
-    from .ui import attach_log_file, detach_log_file, info
+    from .ui import attach_log_file, detach_log_file, info, log_run_end
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides, exclude)
@@ -144,10 +144,8 @@ def run(
         dist.barrier()
         tracker.close(success=True)
         return out
-    except UserError:
-        raise
-    except Exception:
-        log.exception("internal error")
+    except BaseException as exc:
+        log_run_end(exc)
         raise
     finally:
         if tracker is not None:
@@ -554,7 +552,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> 
     from .engine.pretrain import resolve_workers
     from .merging import check_out, copy_objectives, plan_merge, read_source
     from .rundir import ObjectivePlan
-    from .ui import attach_log_file, detach_log_file, info
+    from .ui import attach_log_file, detach_log_file, info, log_run_end
 
     sources = [read_source(Path(d)) for d in dirs]
     plan = plan_merge(sources)
@@ -595,10 +593,8 @@ def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> 
         )
         info(f"merged {len(plan.hold)} objectives of {len(sources)} folders: {out / 'report.md'}")
         return out
-    except UserError:
-        raise
-    except Exception:
-        log.exception("internal error")
+    except BaseException as exc:
+        log_run_end(exc)
         raise
     finally:
         detach_log_file(handler)

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import Interrupted, UserError, is_out_of_memory
+from .errors import Interrupted, UserError, error_line, interrupted_line, is_out_of_memory, out_of_memory_line
 
 app = typer.Typer(
     name="radtex-bench",
@@ -128,6 +128,7 @@ def list_(
     from .objectives import load_plugins
 
     load_plugins(plugin or ())  # a plug-in module may register any of them
+    extra: list[tuple[str, str]] = []  # rows that are no registered name (left out of --json)
     if what is What.objectives:
         from .objectives import OBJECTIVES
 
@@ -140,7 +141,13 @@ def list_(
     elif what is What.encoders:
         from .encoders import ENCODERS
 
-        registry, describe = ENCODERS, lambda n: [f"{ENCODERS.get(n).out_dim}-d features"]
+        def describe(name: str) -> list[str]:
+            spec = ENCODERS.get(name)
+            return [f"{spec.out_dim}-d features" + (f"; {spec.description}" if spec.description else "")]
+
+        registry = ENCODERS
+        # The open families (docs/encoders.md) after the registered names: `timm:<model_name>` is any timm model.
+        extra = [(f"{prefix}:<model_name>", text) for prefix, text in ENCODERS.families().items()]
     elif what is What.protocols:
         from .evaluation.protocols import PROTOCOLS, load_protocol_entry_points
 
@@ -154,9 +161,10 @@ def list_(
     if as_json:
         typer.echo(json.dumps(names))
         return
-    for name in names:
-        text = (describe(name) or [""])[0]
-        typer.echo(f"{name:<14} {text}".rstrip())
+    rows = [(name, (describe(name) or [""])[0]) for name in names] + extra
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, text in rows:
+        typer.echo(f"{name:<{width}}  {text}".rstrip())
 
 
 @app.command()
@@ -366,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if _options["debug"]:
             traceback.print_exc()
-        message = " ".join(str(exc).split("\n"))
-        print(f"error: {message}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -379,22 +386,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message} (see radtex-bench {command}--help)", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt, typer.Abort) as exc:
-        reason = f" by {exc}" if isinstance(exc, Interrupted) else ""
-        print(
-            f"interrupted{reason}: finished work and the last checkpoint are kept; rerun with --resume",
-            file=sys.stderr,
-        )
+        print(interrupted_line(exc), file=sys.stderr)
         return 130
     except Exception as exc:
         log_path = _log_path_from(argv)
         if _options["debug"]:
             traceback.print_exc()
         if is_out_of_memory(exc):  # one the API did not place (run names the objective or stage itself)
-            print(
-                f"error: out of memory ({type(exc).__name__}); lower the batch size or the model and image "
-                "sizes, or use a device with more memory",
-                file=sys.stderr,
-            )
+            print(out_of_memory_line(exc), file=sys.stderr)
             return 2
         where = f"the traceback is in {log_path}; " if log_path and log_path.exists() else ""
         print(

@@ -66,3 +66,22 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; work stopped at a safe point after writing a checkpoint."""
+
+
+def error_line(exc: UserError) -> str:
+    """The one ``error: ...`` line of a user error, as the CLI prints it and ``run.log`` records it."""
+    return "error: " + " ".join(str(exc).split("\n"))
+
+
+def out_of_memory_line(exc: BaseException) -> str:
+    """The ``error: ...`` line of an out-of-memory error that no stage turned into a :class:`UserError`."""
+    return (
+        f"error: out of memory ({type(exc).__name__}); lower the batch size or the model and image sizes, or "
+        "use a device with more memory"
+    )
+
+
+def interrupted_line(exc: BaseException) -> str:
+    """The line of a run stopped by Ctrl-C / SIGTERM (``exc``: :class:`Interrupted` or KeyboardInterrupt)."""
+    reason = f" by {exc}" if isinstance(exc, Interrupted) else ""
+    return f"interrupted{reason}: finished work and the last checkpoint are kept; rerun with --resume"

@@ -170,9 +170,13 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
     """The merged recipe and the holder of every objective (:func:`check_pairable` first)."""
     if len(sources) < 2:
         raise UserError("merge: give at least two run folders")
-    seen = [s.dir.resolve() for s in sources]
-    if len(set(seen)) != len(seen):
-        raise UserError("merge: a folder is given twice")
+    given: dict[Path, Path] = {}
+    for source in sources:
+        first = given.get(source.dir.resolve())
+        if first is not None:
+            also = "" if str(first) == str(source.dir) else f" (as {first} and {source.dir})"
+            raise UserError(f"merge: the folder {first} is given twice{also}; give each run folder once")
+        given[source.dir.resolve()] = source.dir
     check_pairable(sources)
     holder: dict[str, Source] = {}
     for source in sources:

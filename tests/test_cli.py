@@ -189,3 +189,53 @@ def test_user_errors_exit_2_with_one_line(tmp_path, manifest_dir, capsys, argv_t
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
     assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_an_error_that_stops_a_run_is_the_last_line_of_run_log(tmp_path, capsys):
+    from conftest import write_manifest
+
+    write_manifest(tmp_path / "ds", n=20)
+    evaluation = {"budgets": [1000], "seeds": 1, "bootstrap": 0}
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", tmp_path / "ds", [{"name": "random"}], evaluation, "big")
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: evaluation.budgets: budget 1000 is larger") and err.count("error:") == 1
+    last = (out / "run.log").read_text().splitlines()[-1]
+    assert last.split(" ERROR ", 1)[1] == err  # the terminal's line, once there and once in the log
+
+
+def test_an_interrupt_is_the_last_line_of_run_log(tmp_path, capsys, monkeypatch):
+    from conftest import write_manifest
+
+    from radtex_bench import api
+    from radtex_bench.errors import Interrupted
+
+    def stop(*args, **kwargs):
+        raise Interrupted("SIGTERM")
+
+    monkeypatch.setattr(api, "load_run_data", stop)
+    write_manifest(tmp_path / "ds", n=20)
+    evaluation = {"budgets": [4], "seeds": 1, "bootstrap": 0}
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", tmp_path / "ds", [{"name": "random"}], evaluation, "stop")
+    out = tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interrupted by SIGTERM: ")
+    log = (out / "run.log").read_text()
+    assert log.splitlines()[-1].split(" WARNING ", 1)[1] == err
+    assert "internal error" not in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("what", ["objectives", "encoders", "datasets", "protocols"])
+def test_list_aligns_every_description_to_the_longest_name(capsys, what):
+    assert main(["list", what]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
+    starts = {len(line) - len(line[len(name) :].lstrip()) for line, name in zip(lines, names)}
+    assert starts == {max(map(len, names)) + 2}
+    if what == "objectives":
+        assert "token_classification" in names
+    if what == "encoders":  # the open family, after the registered names (docs/encoders.md)
+        assert names[-1] == "timm:<model_name>" and "any timm model" in lines[-1]
+        assert "efficientnet_b0" in names

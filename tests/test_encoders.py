@@ -176,6 +176,24 @@ def test_any_timm_model_by_name():
         ENCODERS.get("timmm:test_vit")
 
 
+@pytest.mark.parametrize(
+    "name, arch",
+    [
+        ("hf-hub:org/model", "timm:<model_name>"),
+        ("hf_hub:timm/vit_small_patch16_224.augreg_in21k", "timm:vit_small_patch16_224.augreg_in21k"),
+        ("timm:hf-hub:timm/convnext_tiny.fb_in1k@main", "timm:convnext_tiny.fb_in1k"),
+    ],
+)
+def test_a_hub_model_is_refused_saying_it_would_download_and_what_to_do(name, arch):
+    with pytest.raises(UserError) as caught:
+        ENCODERS.get(name, where="encoder.name")
+    assert str(caught.value) == (
+        f"encoder.name: '{name}' is a Hugging Face Hub model and would be downloaded (radtex-bench never "
+        f"downloads); save its weights to a local file and use encoder.name: {arch} (the architecture) with "
+        "the checkpoint objective's params.path: <that file> (docs/encoders.md)"
+    )
+
+
 def _recipe(name: str, size: int, **objective):
     return {
         "name": "r",

@@ -249,3 +249,15 @@ def test_plan_of_a_start_follows_the_folder(tmp_path):
         plan(killed, ["a", "b"], ["b"])
     with pytest.raises(UserError, match="which the recipe no longer lists"):
         plan(part, ["x"])
+
+
+def test_a_folder_given_twice_is_named(tmp_path):
+    from radtex_bench.errors import UserError
+    from radtex_bench.merging import Source, plan_merge
+
+    a = tmp_path / "a"
+    same = tmp_path / "b" / ".." / "a"
+    with pytest.raises(UserError, match=f"^merge: the folder {a} is given twice; give each run folder once$"):
+        plan_merge([Source(a, {}, ("x",)), Source(tmp_path / "c", {}, ("y",)), Source(a, {}, ("x",))])
+    with pytest.raises(UserError, match=rf"the folder {a} is given twice \(as {a} and {same}\)"):
+        plan_merge([Source(a, {}, ("x",)), Source(same, {}, ("x",))])

@@ -60,6 +60,20 @@ class EncoderSpec:
 #: Resolves ``<prefix>:<rest>`` names (``timm:convnext_small``) that are not registered one by one.
 Resolver = Callable[[str], EncoderSpec]
 
+#: timm's / open_clip's prefixes of a Hugging Face Hub model: building one would download it.
+HUB_PREFIXES = ("hf-hub", "hf_hub")
+
+
+def hub_model_message(name: str) -> str:
+    """Why ``name`` (``hf-hub:org/model``, ``timm:hf-hub:...``) is refused, and the documented way instead."""
+    repo = name.replace("hf_hub:", "hf-hub:").partition("hf-hub:")[2].partition("@")[0]  # org/model[.tag]
+    arch = f"timm:{repo[len('timm/') :]}" if repo.startswith("timm/") else "timm:<model_name>"
+    return (
+        f"'{name}' is a Hugging Face Hub model and would be downloaded (radtex-bench never downloads); save "
+        f"its weights to a local file and use encoder.name: {arch} (the architecture) with the checkpoint "
+        "objective's params.path: <that file> (docs/encoders.md)"
+    )
+
 
 class EncoderRegistry(Registry[EncoderSpec]):
     """Registered names, plus ``<prefix>:<model>`` names resolved by a family (``timm:<model_name>``)."""
@@ -67,17 +81,27 @@ class EncoderRegistry(Registry[EncoderSpec]):
     def __init__(self) -> None:
         super().__init__("encoder")
         self._resolvers: dict[str, Resolver] = {}
+        self._families: dict[str, str] = {}
         self._resolved: dict[str, EncoderSpec] = {}
 
-    def register_prefix(self, prefix: str, resolver: Resolver) -> None:
-        """``get("<prefix>:<rest>")`` returns ``resolver(rest)`` (a :class:`UserError` if it is unknown)."""
+    def register_prefix(self, prefix: str, resolver: Resolver, description: str = "") -> None:
+        """``get("<prefix>:<rest>")`` returns ``resolver(rest)`` (a :class:`UserError` if it is unknown).
+
+        ``description``: one line for ``radtex-bench list encoders`` (what ``<rest>`` may name)."""
         self._resolvers[prefix] = resolver
+        self._families[prefix] = description
+
+    def families(self) -> dict[str, str]:
+        """The open families, ``{prefix: description}`` sorted by prefix (``{"timm": "any timm model ..."}``)."""
+        return dict(sorted(self._families.items()))
 
     def get(self, name: str, where: str = "") -> EncoderSpec:
         prefix, sep, rest = str(name).partition(":")
         if not sep:
             return super().get(name, where)
         at = f"{where}: " if where else ""
+        if prefix in HUB_PREFIXES and prefix not in self._resolvers:
+            raise UserError(at + hub_model_message(name))
         if prefix not in self._resolvers:
             raise UserError(
                 f"{at}unknown encoder family '{prefix}:' in '{name}'"

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..data.normalization import Normalization
 from ..errors import UserError, did_you_mean
-from .base import ENCODERS, Encoder, EncoderSpec, PretrainedWeights, register_encoder
+from .base import ENCODERS, Encoder, EncoderSpec, PretrainedWeights, hub_model_message, register_encoder
 
 #: Parameters that only a timm model's pooling uses (frozen with the classifier).
 _POOL_ONLY = ("fc_norm.", "attn_pool.")
@@ -184,10 +184,12 @@ def resolve_timm(model: str) -> EncoderSpec:
     from a model built on the meta device (no memory, no weights)."""
     import timm
 
-    if model.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+    if model.startswith(("hf-hub:", "hf_hub:")):
+        raise UserError(hub_model_message(f"timm:{model}"))
+    if model.startswith("local-dir:"):
         raise UserError(
-            f"timm:{model}: models are never fetched from the hub; use timm:<model_name> and load published "
-            "weights with the checkpoint objective"
+            f"timm:{model}: timm's local-dir: models are not supported; use timm:<model_name> and load the "
+            "folder's weights file with the checkpoint objective's params.path (docs/encoders.md)"
         )
     if not model or not timm.is_model(model):
         arch = model.split(".")[0]
@@ -227,7 +229,11 @@ def resolve_timm(model: str) -> EncoderSpec:
     )
 
 
-ENCODERS.register_prefix("timm", resolve_timm)
+ENCODERS.register_prefix(
+    "timm",
+    resolve_timm,
+    "any timm model by name (timm:convnext_small, timm:vit_small_patch16_224.dino); features: the model's",
+)
 
 _VIT = (("dynamic_img_size", True),)
 for _name, _model, _dim, _stride_px, _options, _what in [
