@@ -568,8 +568,10 @@ def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> 
     try:
         log.info("radtex-bench merge %s -> %s", " ".join(str(s.dir) for s in sources), out)
         data = load_run_data(recipe, plan.hold)
-        for name, derived in (("splits.json", data.splits_json()), ("subsets.json", data.subsets_json())):
-            stored = json.loads((sources[0].dir / name).read_text(encoding="utf-8"))
+        first = RunDir(sources[0].dir)
+        for path, derived in ((first.splits, data.splits_json()), (first.subsets, data.subsets_json())):
+            name = path.name
+            stored = json.loads(path.read_text(encoding="utf-8"))
             if stored != derived:
                 raise UserError(
                     f"merge: the evaluation data changed since {sources[0].dir} ran ({name} differs from "

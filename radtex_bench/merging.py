@@ -41,13 +41,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .rundir import RunDir, first_difference, recipe_labels
+from .rundir import (
+    ENCODER_FILE,
+    HEADS_FILE,
+    PAIRED_FILES,
+    TOKENIZER_FILE,
+    RunDir,
+    first_difference,
+    recipe_labels,
+)
 
 #: Recipe sections that must be equal in every merged folder (they fix splits, subsets, resamples and
 #: the initial weights).
 PAIRED_SECTIONS = ("seed", "data", "encoder", "evaluation", "plugins")
 #: Files that must be equal in every merged folder.
-PAIRED_FILES = ("splits.json", "subsets.json")
 #: Files written only by atomic replacement (never changed in place): hard-linked when possible.
 _LINKABLE = (".ckpt", ".safetensors", ".npz")
 
@@ -154,7 +161,7 @@ def _fingerprint(source: Source, label: str) -> str:
     """Identifies what a folder holds for ``label``: its encoder, heads and tokenizer files."""
     digest = hashlib.sha256()
     folder = source.paths.pretrain(label)
-    for name in ("encoder.safetensors", "heads.safetensors", "tokenizer.json"):
+    for name in (ENCODER_FILE, HEADS_FILE, TOKENIZER_FILE):
         path = folder / name
         digest.update(name.encode())
         if path.exists():

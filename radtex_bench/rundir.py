@@ -59,6 +59,10 @@ HELD_FILE = "objectives.json"
 HEADS_FILE = "heads.safetensors"
 CHECKPOINT_FILE = "last.ckpt"
 METRICS_FILE = "metrics.jsonl"
+#: Written by text objectives (:func:`radtex_bench.text.tokenizer.shared_tokenizer`) beside their heads.
+TOKENIZER_FILE = "tokenizer.json"
+#: The evaluation files two run folders must share to be merged (the same splits and labelled subsets).
+PAIRED_FILES = ("splits.json", "subsets.json")
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,11 @@ class RunDir:
 
     @property
     def splits(self) -> Path:
-        return self.root / "splits.json"
+        return self.root / PAIRED_FILES[0]
 
     @property
     def subsets(self) -> Path:
-        return self.root / "subsets.json"
+        return self.root / PAIRED_FILES[1]
 
     @property
     def results(self) -> Path:

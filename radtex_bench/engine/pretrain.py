@@ -20,7 +20,7 @@ from ..encoders import Encoder, build_encoder, load_encoder, save_encoder
 from ..errors import UserError
 from ..io import atomic_path, canonical_safetensors
 from ..objectives import OBJECTIVES, Objective, SetupContext
-from ..rundir import CHECKPOINT_FILE, ENCODER_FILE, HEADS_FILE
+from ..rundir import CHECKPOINT_FILE, ENCODER_FILE, HEADS_FILE, TOKENIZER_FILE
 from ..seeds import derive_seed
 from .checkpoint import rng_state, set_rng_state
 from .distributed import DistInfo
@@ -310,7 +310,7 @@ class PretrainedModel:
 def model_hash(out_dir: Path) -> str:
     """Identifies what the whole model adds to the encoder: ``heads.safetensors`` and ``tokenizer.json``."""
     digest = hashlib.sha256()
-    for name in (HEADS_FILE, "tokenizer.json"):
+    for name in (HEADS_FILE, TOKENIZER_FILE):
         path = Path(out_dir) / name
         digest.update(f"{name}:".encode())
         if path.exists():
