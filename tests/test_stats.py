@@ -280,3 +280,20 @@ def test_summary_marks_cells_whose_macro_averages_fewer_pathologies():
     assert a.endswith("† |") and not b.endswith("† |")
     assert "† In some seed the labelled subset could not score every pathology" in text
     assert "†" not in summary_markdown(summary, ["a", "b"])
+
+
+def test_report_warns_when_no_comparison_can_pass_holm():
+    import pandas as pd
+
+    from radtex_bench.reporting.report import holm_floor_note
+
+    def family(m: int, n_boot: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"protocol": ["linear"] * m, "p_value": [0.002] * m, "p_holm": [1.0] * m, "n_boot": n_boot}
+        )
+
+    assert holm_floor_note(family(12, 1000)) == []  # 12 x 2/1001 = 0.024 < 0.05: stars are possible
+    (note,) = holm_floor_note(family(544, 1000))  # 17 objectives x 4 budgets
+    assert "No linear comparison can be significant" in note and "544 × 2/(1000+1) = 1.000" in note
+    assert "at least 21,760" in note
+    assert holm_floor_note(family(544, 25000)) == []

@@ -6,6 +6,7 @@ can rebuild it anywhere.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -127,6 +128,26 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def holm_floor_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """A warning when a protocol's family is so large that no comparison *can* reach Holm p < ``alpha``:
+    the smallest bootstrap p is 2/(B+1), so the smallest adjusted one is m·2/(B+1) for m tests."""
+    if "p_holm" not in comparisons.columns or "n_boot" not in comparisons.columns:
+        return []
+    notes = []
+    for protocol, family in comparisons.groupby("protocol", sort=False):
+        m, b = len(family), int(family["n_boot"].max())
+        if b > 0 and m * 2.0 / (b + 1) >= alpha:
+            needed = math.ceil(2.0 * m / alpha)
+            notes.append(
+                f"**No {protocol} comparison can be significant after Holm's adjustment**: {m} comparisons "
+                f"and {b} bootstrap replicates put the smallest adjusted p at {m} × 2/({b}+1) = "
+                f"{min(1.0, m * 2.0 / (b + 1)):.3f}. Raise `evaluation.bootstrap` to at least {needed:,} "
+                "(then rerun with `--resume`: only the tables are recomputed), or compare fewer objectives "
+                "or budgets; the intervals above are unaffected.\n"
+            )
+    return notes
+
+
 def missing_markdown(results: pd.DataFrame, order: list[str]) -> str:
     """Cells where a pathology's AUROC is missing because its labelled subset held one class only.
 
@@ -220,6 +241,7 @@ def build_report(run_dir: Path) -> Path:
             "written as an upper bound, ≤).\n",
             comparisons_markdown(comparisons),
             "",
+            *holm_floor_note(comparisons),
             "![wins](plots/win_loss.png)\n",
         ]
     aubc = label_efficiency.aubc_markdown(
