@@ -280,6 +280,15 @@ def test_summary_marks_cells_whose_macro_averages_fewer_pathologies():
     assert a.endswith("† |") and not b.endswith("† |")
     assert "† In some seed the labelled subset could not score every pathology" in text
     assert "†" not in summary_markdown(summary, ["a", "b"])
+    from radtex_bench.reporting.efficiency import auprc_markdown
+
+    summary["macro_auprc"], summary["auprc_ci_low"], summary["auprc_ci_high"] = 0.4, 0.3, 0.5
+    rows = [
+        line
+        for line in auprc_markdown(summary, ["a", "b"], None, partial).splitlines()
+        if line.startswith("| ")
+    ]
+    assert rows[-2].endswith("† |") and not rows[-1].endswith("† |")
 
 
 def test_report_warns_when_no_comparison_can_pass_holm():

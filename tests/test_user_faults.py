@@ -231,12 +231,11 @@ def test_cells_a_subset_cannot_score_are_listed_in_the_report(tmp_path, manifest
 # -- (5) the CLIP temperature stays learnable at its cap ---------------------------------------------
 
 
-def _clip(tmp_path, **params):
-    cls = OBJECTIVES.get("clip")
+def _clip(tmp_path, name: str = "clip", **params):
+    cls = OBJECTIVES.get(name)
     torch.manual_seed(0)
-    objective = cls(
-        build_encoder("resnet18"), **{"embed_dim": 8, "width": 16, "layers": 1, "heads": 2, **params}
-    )
+    sizes = {"embed_dim": 8, "width": 16, "heads": 2, **({} if name == "coca" else {"layers": 1})}
+    objective = cls(build_encoder("resnet18"), **{**sizes, **params})
     reports = [f"finding {i} in the left lung" for i in range(8)]
     objective.setup(
         SetupContext(
@@ -260,6 +259,31 @@ def test_clip_temperature_has_a_gradient_above_its_cap_and_is_clamped_after_the_
     assert objective.logit_scale.grad is not None and objective.logit_scale.grad.abs().item() > 0
     objective.after_step(1, 10)
     assert objective.logit_scale.item() == pytest.approx(math.log(100.0))
+
+
+def _capped_objectives() -> list[str]:
+    """Every built-in objective with a learnable logit scale and a ``max_logit_scale`` cap."""
+    import inspect
+
+    return sorted(
+        name
+        for name in OBJECTIVES.names()
+        if "max_logit_scale" in inspect.signature(OBJECTIVES.get(name).__init__).parameters
+    )
+
+
+def test_every_capped_logit_scale_is_found():
+    assert {"clip", "coca", "siglip"} <= set(_capped_objectives())
+
+
+@pytest.mark.parametrize("name", _capped_objectives())
+def test_every_objective_with_max_logit_scale_clamps_it_after_the_step(tmp_path, name):
+    """The whole kind of case 17: a cap that is declared must hold after every optimiser step."""
+    objective, _ = _clip(tmp_path, name, max_logit_scale=50.0)
+    with torch.no_grad():
+        objective.logit_scale.fill_(math.log(80.0))
+    objective.after_step(1, 10)
+    assert objective.logit_scale.item() == pytest.approx(math.log(50.0))
 
 
 def test_clip_temperature_learns_during_training(tmp_path, manifest_dir):

@@ -167,6 +167,11 @@ class CoCaObjective(ReportTextObjective):
         }
 
     @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        # As in clip: clamp the parameter itself; a clamp inside forward() would freeze it at the cap.
+        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
+
+    @torch.no_grad()
     def text_scores(self, images: torch.Tensor, reports: list[str]) -> torch.Tensor:
         """``[B, R]`` contrastive logits (learnt scale x cosine) of every image with every report."""
         image_features, _ = self.encode_grid(images)

@@ -30,9 +30,14 @@ def budget_names(stored_recipe: dict[str, Any] | None) -> dict[int, str]:
     return {count: " = ".join(percents) for count, percents in names.items()}
 
 
-def auprc_markdown(summary: pd.DataFrame, order: list[str], names: dict[int, str] | None = None) -> str:
+def auprc_markdown(
+    summary: pd.DataFrame,
+    order: list[str],
+    names: dict[int, str] | None = None,
+    partial: set[tuple[str, str, int]] = frozenset(),
+) -> str:
     """Macro AUPRC per protocol and budget, mean over seeds [patient-bootstrap interval]; "" when
-    summary.csv has no AUPRC."""
+    summary.csv has no AUPRC. ``partial``: cells marked † as in the AUROC summary (same footnote)."""
     if "macro_auprc" not in summary.columns:
         return ""
     names = names or {}
@@ -58,6 +63,8 @@ def auprc_markdown(summary: pd.DataFrame, order: list[str], names: dict[int, str
                 text = _fmt(r.macro_auprc)
                 if not pd.isna(r.get("auprc_ci_low")):
                     text += f" [{_fmt(r.auprc_ci_low)}, {_fmt(r.auprc_ci_high)}]"
+                if (label, protocol, int(b)) in partial:
+                    text += " †"  # averages fewer pathologies (footnote under the AUROC summary)
                 cells.append(text)
             if any(cells):
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -92,8 +92,8 @@ def summary_markdown(
     if any(key[1] in set(summary["protocol"]) for key in partial):
         lines.append(
             f"{PARTIAL_MARK} In some seed the labelled subset could not score every pathology (one class "
-            'only): that macro AUROC averages fewer pathologies than the others (see "Pathologies a '
-            'labelled subset could not score").\n'
+            'only): that macro AUROC (and AUPRC) averages fewer pathologies than the others (see '
+            '"Pathologies a labelled subset could not score").\n'
         )
     return "\n".join(lines)
 
@@ -229,7 +229,7 @@ def build_report(run_dir: Path) -> Path:
         "![macro AUROC vs budget](plots/auc_vs_budget.png)\n",
         *text_report.zero_labels(summary, results, order),
     ]
-    auprc = label_efficiency.auprc_markdown(summary, order, names)
+    auprc = label_efficiency.auprc_markdown(summary, order, names, partial)
     if auprc:
         parts += ["## Macro AUPRC\n", auprc]
     if has_comparisons:
