@@ -135,7 +135,8 @@ def list_(
         def describe(name: str) -> list[str]:
             cls = OBJECTIVES.get(name)
             doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip()
-            return doc.removeprefix(f"``{name}``: ").splitlines()[0:1]
+            first = doc.removeprefix(f"``{name}``: ").splitlines()[0:1]
+            return [line.replace("``", "") for line in first]  # docstring markup, not terminal text
 
         registry = OBJECTIVES
     elif what is What.encoders:

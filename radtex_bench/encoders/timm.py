@@ -232,7 +232,7 @@ def resolve_timm(model: str) -> EncoderSpec:
 ENCODERS.register_prefix(
     "timm",
     resolve_timm,
-    "any timm model by name (timm:convnext_small, timm:vit_small_patch16_224.dino); features: the model's",
+    "any timm model by name (timm:convnext_small, timm:vit_small_patch16_224.dino); features: its own width",
 )
 
 _VIT = (("dynamic_img_size", True),)
