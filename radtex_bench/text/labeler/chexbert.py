@@ -29,23 +29,8 @@ from ...data.labels import CHEXPERT_14
 from ...errors import UserError
 from .base import Labeler, register_labeler
 
-#: CheXbert's head order (No Finding last).
-HEADS = (
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-    "No Finding",
-)
+#: CheXbert's head order: CheXpert's, with No Finding moved last.
+HEADS = (*CHEXPERT_14[1:], CHEXPERT_14[0])
 #: CheXbert class index -> CheXpert value (0 blank, 1 positive, 2 negative, 3 uncertain).
 _CLASS_VALUE = np.array([np.nan, 1.0, 0.0, -1.0], dtype=np.float32)
 
