@@ -12,9 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-
-def _fmt(x: float, digits: int = 3) -> str:
-    return "—" if pd.isna(x) else f"{x:.{digits}f}"
+from .tables import budget_table
+from .tables import fmt as _fmt
 
 
 def budget_names(stored_recipe: dict[str, Any] | None) -> dict[int, str]:
@@ -46,28 +45,16 @@ def auprc_markdown(
         "resamples as the AUROC: mean over seeds [95% patient-bootstrap interval]. Its chance level is "
         "the test prevalence of each pathology, so it is read within a pathology set, not against 0.5.\n"
     ]
+
+    def cell(r: pd.Series, budget: int) -> str:
+        text = _fmt(r.macro_auprc)
+        if not pd.isna(r.get("auprc_ci_low")):
+            text += f" [{_fmt(r.auprc_ci_low)}, {_fmt(r.auprc_ci_high)}]"
+        return text
+
     for protocol in dict.fromkeys(summary["protocol"]):
-        part = summary[summary["protocol"] == protocol]
-        budgets = sorted(part["budget"].unique())
-        header = [f"{b} labels" + (f" ({names[b]})" if b in names else "") for b in budgets]
-        lines += [f"**{protocol} protocol**\n", "| objective | " + " | ".join(header) + " |"]
-        lines.append("|---|" + "---|" * len(budgets))
-        for label in order:
-            cells = []
-            for b in budgets:
-                row = part[(part["objective"] == label) & (part["budget"] == b)]
-                if row.empty:
-                    cells.append("")
-                    continue
-                r = row.iloc[0]
-                text = _fmt(r.macro_auprc)
-                if not pd.isna(r.get("auprc_ci_low")):
-                    text += f" [{_fmt(r.auprc_ci_low)}, {_fmt(r.auprc_ci_high)}]"
-                if (label, protocol, int(b)) in partial:
-                    text += " †"  # averages fewer pathologies (footnote under the AUROC summary)
-                cells.append(text)
-            if any(cells):
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"**{protocol} protocol**\n")
+        lines += budget_table(summary[summary["protocol"] == protocol], protocol, order, names, partial, cell)
         lines.append("")
     return "\n".join(lines)
 

@@ -16,6 +16,8 @@ from ..io import write_text
 from ..rundir import RunDir
 from . import efficiency as label_efficiency
 from . import plots, text_report
+from .tables import PARTIAL_MARK, budget_table
+from .tables import fmt as _fmt
 
 
 def _read(path: Path, required: bool = True) -> pd.DataFrame | None:
@@ -29,19 +31,11 @@ def _read(path: Path, required: bool = True) -> pd.DataFrame | None:
         raise UserError(f"cannot read {path}: {exc}") from None
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    return "—" if pd.isna(x) else f"{x:.{digits}f}"
-
-
 def partial_cells(results: pd.DataFrame) -> set[tuple[str, str, int]]:
     """``(objective, protocol, budget)`` whose macro AUROC, in some seed, averages fewer than all the
     pathologies (a labelled subset held one class of one)."""
     gaps = results[results["auc"].isna()]
     return {(str(o), str(p), int(b)) for o, p, b in zip(gaps["objective"], gaps["protocol"], gaps["budget"])}
-
-
-#: The footnote of a summary cell marked with :data:`PARTIAL_MARK`.
-PARTIAL_MARK = "†"
 
 
 def summary_markdown(
@@ -56,43 +50,28 @@ def summary_markdown(
     lines = []
     for protocol in dict.fromkeys(summary["protocol"]):
         part = summary[summary["protocol"] == protocol]
-        budgets = sorted(part["budget"].unique())
+        best = part.groupby("budget")["macro_auc"].max()
+
+        def cell(r: pd.Series, budget: int, best: pd.Series = best) -> str:
+            text = _fmt(r.macro_auc)
+            if not pd.isna(r.macro_auc_std):  # one seed (or zero-shot): no spread to show
+                text += f" ± {_fmt(r.macro_auc_std)}"
+            if not pd.isna(r.macro_auc) and r.macro_auc == best[budget]:
+                text = f"**{text}**"
+            if not pd.isna(r.ci_low):
+                text += f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+            return text
+
         lines.append(
             f"**{protocol} protocol**: macro AUROC on the test split, mean ± std over seeds "
             "[95% patient-bootstrap interval]\n"
         )
-        lines.append(
-            "| objective | "
-            + " | ".join(f"{b} labels" + (f" ({names[b]})" if b in names else "") for b in budgets)
-            + " |"
-        )
-        lines.append("|---|" + "---|" * len(budgets))
-        best = part.groupby("budget")["macro_auc"].max()
-        for label in order:
-            cells = []
-            for b in budgets:
-                row = part[(part["objective"] == label) & (part["budget"] == b)]
-                if row.empty:
-                    cells.append("")
-                    continue
-                r = row.iloc[0]
-                text = _fmt(r.macro_auc)
-                if not pd.isna(r.macro_auc_std):  # one seed (or zero-shot): no spread to show
-                    text += f" ± {_fmt(r.macro_auc_std)}"
-                if not pd.isna(r.macro_auc) and r.macro_auc == best[b]:
-                    text = f"**{text}**"
-                if not pd.isna(r.ci_low):
-                    text += f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-                if (label, protocol, int(b)) in partial:
-                    text += f" {PARTIAL_MARK}"
-                cells.append(text)
-            if any(cells):
-                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += budget_table(part, protocol, order, names, partial, cell)
         lines.append("")
     if any(key[1] in set(summary["protocol"]) for key in partial):
         lines.append(
             f"{PARTIAL_MARK} In some seed the labelled subset could not score every pathology (one class "
-            'only): that macro AUROC (and AUPRC) averages fewer pathologies than the others (see '
+            "only): that macro AUROC (and AUPRC) averages fewer pathologies than the others (see "
             '"Pathologies a labelled subset could not score").\n'
         )
     return "\n".join(lines)
