@@ -9,18 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import yaml
+from ddp_harness import Pixels, batch_rows, set_up_objective
 
 from radtex_bench.config import TrainConfig
 from radtex_bench.data.pipeline import RadiographDataset
-from radtex_bench.encoders import Encoder
 from radtex_bench.engine.distributed import DistInfo
 from radtex_bench.engine.trainer import Trainer
-from radtex_bench.objectives import OBJECTIVES, SetupContext
 
 WORLD = 2
 ROWS = 8  # the whole batch; each rank takes ROWS // WORLD of it
@@ -34,33 +32,11 @@ PARAMS = {
 
 
 def make_objective(name: str, out_dir: Path, rank: int = 0, world_size: int = 1, barrier=lambda: None):
-    """The same initial weights in every process (seeded), set up for ``world_size`` processes."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    objective = OBJECTIVES.get(name)(Encoder("resnet18"), **PARAMS[name])
-    objective.setup(
-        SetupContext(
-            reports=REPORTS,
-            labels=np.zeros((ROWS, 1), np.float32),
-            pathologies=["X"],
-            out_dir=out_dir,
-            image_size=32,
-            seed=0,
-            rank=rank,
-            world_size=world_size,
-            barrier=barrier,
-        )
-    )
-    return objective
+    return set_up_objective(name, PARAMS[name], REPORTS, out_dir, rank, world_size, barrier)
 
 
 def whole_batch(name: str, rows: slice = slice(None)) -> dict:
-    g = torch.Generator().manual_seed(1)
-    images = torch.randn(ROWS, 3, 32, 32, generator=g)  # [ROWS, 3, 32, 32]
-    if name == "clip":
-        return {"image": images[rows], "report": REPORTS[rows]}
-    other = images + 0.1 * torch.randn(ROWS, 3, 32, 32, generator=g)
-    return {"views": [images[rows], other[rows]]}
+    return batch_rows(name, REPORTS, rows)
 
 
 def loss_and_grads(
@@ -71,17 +47,6 @@ def loss_and_grads(
     loss = model(batch)["loss"]
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in named if p.grad is not None}
-
-
-class Pixels:
-    def __init__(self, n: int, size: int = 32) -> None:
-        self.pixels = np.random.default_rng(0).integers(0, 256, (n, size, size), dtype=np.uint8)
-
-    def __len__(self) -> int:
-        return len(self.pixels)
-
-    def __call__(self, i: int) -> np.ndarray:
-        return self.pixels[i]
 
 
 def train_a_few_steps(name: str, out_dir: Path, info: DistInfo) -> dict[str, torch.Tensor]:
