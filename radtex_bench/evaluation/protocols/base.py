@@ -128,6 +128,9 @@ class Protocol:
     #: Whether cells hold per-pathology AUROCs (rows of results/summary/comparisons); False: the results
     #: are in ``Cell.extra`` (``P = 0`` score columns) and the protocol's own tables report them.
     auroc: ClassVar[bool] = True
+    #: Whether it reads the test images' reports (retrieval, generation): refused before any pretraining
+    #: when no test image has one (:meth:`check_data`).
+    reads_test_reports: ClassVar[bool] = False
     #: One line for ``radtex-bench list protocols``.
     description: ClassVar[str] = ""
 
@@ -159,8 +162,11 @@ class Protocol:
         """Check, before any pretraining, that the evaluation data can feed this protocol. Optional.
 
         ``where`` names the recipe block the data came from (``data.evaluate`` or ``data.pretrain``).
-        Raise :class:`radtex_bench.errors.UserError` (or ``ConfigError``) with the fix.
+        Raise :class:`radtex_bench.errors.UserError` (or ``ConfigError``) with the fix. The base refuses a
+        protocol that :attr:`reads_test_reports` when no test image has a report.
         """
+        if cls.reads_test_reports:
+            require_test_reports(cls.name, data, where)
 
     def skip_reason(self, encoder: EncoderUnderTest) -> str | None:
         """Why this protocol cannot score ``encoder`` (shown in report.md), or None."""

@@ -18,7 +18,7 @@ from ...engine.precision import autocast
 from ...errors import ConfigError, did_you_mean
 from ...schema import option
 from ...text.labeler import LABELERS, get_labeler
-from .base import Cell, CellTask, Protocol, register_protocol, require_test_reports
+from .base import Cell, CellTask, Protocol, register_protocol
 from .retrieval import normalise_report
 
 
@@ -51,6 +51,7 @@ class GenerationProtocol(Protocol):
     Config = GenerationConfig
     labelled = False
     auroc = False
+    reads_test_reports = True
     requires = frozenset({"generate"})
     description = (
         "generated reports (greedy or beam search) scored by BLEU, ROUGE-L, CIDEr and clinical efficacy"
@@ -59,10 +60,6 @@ class GenerationProtocol(Protocol):
     @classmethod
     def preflight(cls, config: GenerationConfig) -> None:
         get_labeler(config.labeler)  # a labeler whose weights are missing stops the run before any work
-
-    @classmethod
-    def check_data(cls, data, where: str) -> None:
-        require_test_reports(cls.name, data, where)
 
     def run(self, task: CellTask) -> Cell:
         d = self.data

@@ -31,7 +31,7 @@ from ...engine.precision import autocast
 from ...errors import UserError
 from ...schema import option
 from ...seeds import derive_seed
-from .base import Cell, CellTask, Protocol, register_protocol, require_test_reports
+from .base import Cell, CellTask, Protocol, register_protocol
 
 #: ``Cell.extra`` keys: per test image, its rank as a query in each direction (0 = not a query).
 DIRECTIONS = ("image_to_report", "report_to_image")
@@ -81,12 +81,9 @@ class RetrievalProtocol(Protocol):
     Config = RetrievalConfig
     labelled = False
     auroc = False
+    reads_test_reports = True
     requires = frozenset({"text_scores"})
     description = "image->report and report->image Recall@1/5/10 and median rank through text_scores"
-
-    @classmethod
-    def check_data(cls, data, where: str) -> None:
-        require_test_reports(cls.name, data, where)
 
     def queries(self) -> tuple[np.ndarray, list[str]]:
         """Positions in the test split of the images with a report, and every test image's report text."""
