@@ -25,7 +25,15 @@ from ..schema import Fraction, PositiveFloat, PositiveInt, Probability, Range
 from ..text.pretrained import PretrainedTextEncoder
 from ..text.towers import TextEncoder
 from .base import SetupContext, register_objective
-from .text import FreezeLayers, MaxLength, MinFrequency, ReportTextObjective, VocabSize, check_width_heads
+from .text import (
+    CappedLogitScale,
+    FreezeLayers,
+    MaxLength,
+    MinFrequency,
+    ReportTextObjective,
+    VocabSize,
+    check_width_heads,
+)
 
 #: Reports encoded per forward pass of the text tower in ``text_scores``.
 TEXT_CHUNK = 256
@@ -38,7 +46,7 @@ def make_projection(in_dim: int, out_dim: int, kind: str) -> nn.Module:
 
 
 @register_objective("clip")
-class ClipObjective(ReportTextObjective):
+class ClipObjective(CappedLogitScale, ReportTextObjective):
     """Image-report contrastive pretraining (CLIP / ConVIRT InfoNCE) on open_clip's ClipLoss."""
 
     def __init__(
@@ -152,9 +160,3 @@ class ClipObjective(ReportTextObjective):
         # retrieval (ties count against the model there).
         with torch.autocast(images.device.type, enabled=False):
             return self.logit_scale.exp().float() * image_features.float() @ text_features.float().T
-
-    @torch.no_grad()
-    def after_step(self, step: int, total_steps: int) -> None:
-        # Clamp the parameter, not its use in forward(): a clamp there has zero gradient above the cap
-        # and would freeze the temperature for good (open_clip's training loop does the same).
-        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))

@@ -28,11 +28,11 @@ from ..text.tokenizer import PAD_ID
 from ..text.towers import TokenEmbedding, causal_mask, grid_tokens, transformer_decoder
 from .base import SetupContext, register_objective
 from .captioning import beam_search
-from .text import MaxLength, MinFrequency, ReportTextObjective, VocabSize, check_width_heads
+from .text import CappedLogitScale, MaxLength, MinFrequency, ReportTextObjective, VocabSize, check_width_heads
 
 
 @register_objective("coca")
-class CoCaObjective(ReportTextObjective):
+class CoCaObjective(CappedLogitScale, ReportTextObjective):
     """CoCa: contrastive (attentional pooling) + captioning (decoder on the grid), open_clip's CoCaLoss."""
 
     def __init__(
@@ -165,11 +165,6 @@ class CoCaObjective(ReportTextObjective):
             "caption_loss": caption,
             "temperature": (1.0 / scale).detach(),
         }
-
-    @torch.no_grad()
-    def after_step(self, step: int, total_steps: int) -> None:
-        # As in clip: clamp the parameter itself; a clamp inside forward() would freeze it at the cap.
-        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
 
     @torch.no_grad()
     def text_scores(self, images: torch.Tensor, reports: list[str]) -> torch.Tensor:

@@ -23,11 +23,11 @@ from ..errors import ParamError
 from ..schema import Fraction, PositiveFloat, PositiveInt, Range
 from ..text.towers import TextEncoder
 from .base import SetupContext, register_objective
-from .text import MaxLength, MinFrequency, ReportTextObjective, VocabSize, check_width_heads
+from .text import CappedLogitScale, MaxLength, MinFrequency, ReportTextObjective, VocabSize, check_width_heads
 
 
 @register_objective("siglip")
-class SigLIPObjective(ReportTextObjective):
+class SigLIPObjective(CappedLogitScale, ReportTextObjective):
     """Sigmoid image-report contrastive pretraining with open_clip's ``SigLipLoss``."""
 
     def __init__(
@@ -98,8 +98,3 @@ class SigLIPObjective(ReportTextObjective):
         image_features = self.encode_image(images)
         text_features = self.encode_text(reports, images.device)
         return self.logit_scale.exp() * image_features @ text_features.T + self.logit_bias
-
-    @torch.no_grad()
-    def after_step(self, step: int, total_steps: int) -> None:
-        # As in clip: clamp the parameter itself; a clamp inside forward() would freeze it at the cap.
-        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))

@@ -12,6 +12,7 @@ checked in :meth:`ReportTextObjective.preflight`, before any work.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import torch
@@ -96,3 +97,18 @@ class ReportTextObjective(Objective):
     def tokens(self, reports: list[str], device: torch.device) -> torch.Tensor:
         """``[B, L]`` long ids ``[BOS] t1..tn [EOS] PAD..`` on ``device`` (truncated to ``max_length``)."""
         return self.tokenizer.batch(reports, self.max_length).to(device, non_blocking=True)
+
+
+class CappedLogitScale:
+    """Mix-in for objectives with a learnable ``logit_scale`` (log of 1/temperature) and a cap
+    ``max_logit_scale`` (clip, siglip, coca): after every optimiser step the parameter is clamped to
+    ``[0, log(max_logit_scale)]``. The parameter itself is clamped, not its use in ``forward()``: a clamp
+    there has zero gradient above the cap and would freeze the temperature for good (open_clip's training
+    loop does the same). List it before the objective base: ``class X(CappedLogitScale, ...)``."""
+
+    logit_scale: nn.Parameter
+    max_logit_scale: float
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
