@@ -175,15 +175,16 @@ def generation(paths: RunDir) -> list[str]:
             f"Not scored for clinical efficacy (not CheXpert labels, which the labeler extracts): "
             f"{', '.join(outside)}.\n"
         )
-    lines += degenerate(paths, labels)
-    lines += examples(paths, labels)
+    generated = _read(paths.generations, text=True)
+    lines += degenerate(generated, labels)
+    lines += examples(generated, labels)
     return ["\n".join(lines) + "\n"]
 
 
-def degenerate(paths: RunDir, labels: list[str]) -> list[str]:
-    """A warning for objectives whose generations are all empty or all one text (an undertrained decoder
-    writes [EOS] first, or one report for every image): their scores say so only implicitly."""
-    generated = _read(paths.generations, text=True)
+def degenerate(generated: pd.DataFrame | None, labels: list[str]) -> list[str]:
+    """A warning for objectives whose generations (generations.csv) are all empty or all one text (an
+    undertrained decoder writes [EOS] first, or one report for every image): their scores say so only
+    implicitly."""
     if generated is None or generated.empty:
         return []
     lines = []
@@ -204,8 +205,8 @@ def degenerate(paths: RunDir, labels: list[str]) -> list[str]:
     return lines
 
 
-def examples(paths: RunDir, labels: list[str]) -> list[str]:
-    generated = _read(paths.generations, text=True)
+def examples(generated: pd.DataFrame | None, labels: list[str]) -> list[str]:
+    """A few test images' reference and generated reports (``generated``: generations.csv)."""
     if generated is None or generated.empty:
         return []
     ids = list(dict.fromkeys(generated["image_id"]))[:EXAMPLES]
