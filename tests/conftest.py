@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,20 @@ def _threads():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # The synthetic dataset cache must never leak into (or out of) the user's ~/.cache.
     monkeypatch.setenv("RADTEX_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "radtex-cache"))
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory) -> Path:
+    """A folder for the runs a module's tests share, removed when the module is done.
+
+    Every pretraining writes ``last.ckpt`` and ``encoder.safetensors`` (~190 MB at resnet18), so the
+    suite would hold many GB until pytest's own clean-up; kept only if one of the module's tests failed.
+    """
+    failed_before = request.session.testsfailed
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -39,10 +39,10 @@ def read_csv(path):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(module_tmp):
     from conftest import write_manifest
 
-    base = tmp_path_factory.mktemp("cli")
+    base = module_tmp
     write_manifest(base / "ds", n=60)
     recipe = tiny_recipe(base, base / "ds")
     out = base / "run"

@@ -115,8 +115,8 @@ def _worker(rank: int, tmp: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory) -> tuple[Path, list[dict]]:
-    tmp = tmp_path_factory.mktemp("ddp_objectives")
+def ranks(module_tmp) -> tuple[Path, list[dict]]:
+    tmp = module_tmp
     torch.multiprocessing.spawn(_worker, args=(str(tmp),), nprocs=WORLD, join=True)
     return tmp, [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 

@@ -342,14 +342,14 @@ def test_fixed_subsets_file_errors(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def acceptance_run(tmp_path_factory):
+def acceptance_run(module_tmp):
     """random, supervised and captioning with budgets ["2%", 50, 200] on 400 synthetic images at 32 px."""
     import yaml
 
     from radtex_bench.cli import main
     from radtex_bench.data.synthetic import generate_synthetic
 
-    base = tmp_path_factory.mktemp("efficiency")
+    base = module_tmp
     root = generate_synthetic(base / "data", n=400, size=32, seed=0)
     short = {"max_steps": 2, "batch_size": 16}
     recipe = {

@@ -34,9 +34,9 @@ def run(*argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(module_tmp):
     """One run of both objectives, and one ``--only`` run of each, of the same recipe."""
-    base = tmp_path_factory.mktemp("merge")
+    base = module_tmp
     write_manifest(base / "ds", n=60)
     objectives = [
         {"name": "captioning", "label": "cap", "params": TINY_CAPTIONING, "train": TRAIN},

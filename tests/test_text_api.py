@@ -114,9 +114,9 @@ def greedy_reference(captioning, x, length):
 
 
 @pytest.fixture(scope="module")
-def trained_captioning(tmp_path_factory):
+def trained_captioning(module_tmp):
     """A captioning model that has learnt to write three reports (greedy output is not empty)."""
-    captioning = build("captioning", tmp_path_factory.mktemp("cap"), dropout=0.0, bidirectional=False)
+    captioning = build("captioning", module_tmp, dropout=0.0, bidirectional=False)
     captioning.train()
     captioning.encoder.requires_grad_(False).eval()  # only the decoder learns: fast, and enough here
     optimiser = torch.optim.AdamW([p for p in captioning.parameters() if p.requires_grad], lr=5e-3)

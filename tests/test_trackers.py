@@ -37,12 +37,12 @@ def installed(module: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tracked_run(tmp_path_factory):
+def tracked_run(module_tmp):
     """One tiny run with every installed tracker on, all writing inside tmp (nothing reaches a network).
 
     The recipe file itself carries ``logging: {tensorboard: true, ...}``, as a user would write it.
     """
-    base = tmp_path_factory.mktemp("trackers")
+    base = module_tmp
     write_manifest(base / "ds", n=40)
     logging = {}
     if installed("tensorboard"):
