@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import write_manifest, write_tiny_recipe
+from conftest import TINY_CAPTIONING, write_manifest, write_tiny_recipe
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
@@ -120,8 +120,8 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_two_runs_of_one_recipe_write_identical_files(tmp_path):
-    """Two real runs (separate processes, different hash seeds): every file byte for byte, except the
-    time-dependent ones listed above."""
+    """Two real runs (separate processes, different hash seeds), with every built-in text protocol:
+    every file byte for byte, except the time-dependent ones listed above."""
     write_manifest(tmp_path / "ds", n=40)
     clip = {"width": 32, "heads": 2, "layers": 1, "embed_dim": 16, "vocab_size": 200, "min_frequency": 1}
     recipe = write_tiny_recipe(
@@ -130,8 +130,15 @@ def test_two_runs_of_one_recipe_write_identical_files(tmp_path):
         [
             {"name": "random"},
             {"name": "clip", "params": clip, "train": {"max_steps": 1, "batch_size": 8, "log_every": 1}},
+            {"name": "captioning", "params": TINY_CAPTIONING, "train": {"max_steps": 1, "batch_size": 8}},
         ],
-        {"budgets": [6], "seeds": 1, "bootstrap": 20},
+        # The text protocols too: retrieval and generation bootstrap over reports, generation decodes.
+        {
+            "budgets": [6],
+            "seeds": 1,
+            "bootstrap": 20,
+            "protocols": ["linear", "zeroshot", "retrieval", "generation"],
+        },
         name="repro",
     )
     for out, hash_seed in (("a", "1"), ("b", "2")):
@@ -158,7 +165,13 @@ def test_two_runs_of_one_recipe_write_identical_files(tmp_path):
         "pretrain/clip/encoder.safetensors",
         "pretrain/clip/last.ckpt",
         "plots/auc_vs_budget.png",
+        "retrieval.csv",
+        "generation.csv",
+        "generations.csv",
+        "pretrain/clip/heads.safetensors",
+        "pretrain/captioning/heads.safetensors",
     } <= names
+    assert any(n.startswith("eval/clip/zeroshot/") for n in names)
     assert any(n.startswith("features/") for n in names) and any(n.startswith("eval/") for n in names)
     different = []
     for rel in files:
