@@ -8,8 +8,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    # The tracker extras too: their tests read back real TensorBoard / W&B / MLflow files (~35 s to install).
-    session.install("-e", ".[test,tensorboard,wandb,mlflow]")
+    # The tracker extras too: their tests read back real TensorBoard / W&B / MLflow files (~35 s to install);
+    # and pydicom, so DICOM decoding (rescale, window, MONOCHROME1) is tested, not skipped.
+    session.install("-e", ".[test,dicom,tensorboard,wandb,mlflow]")
     session.env.update(
         {
             # Nothing may reach a model hub or the network during the tests.

@@ -80,3 +80,53 @@ def test_dicom_without_pydicom_says_how_to_install(tmp_path, monkeypatch):
     nosuffix.write_bytes(path.read_bytes())
     with pytest.raises(DicomSupportMissing):
         read_grey(nosuffix)  # recognised by the DICM magic
+
+
+def _write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", **attributes) -> None:
+    """An uncompressed 12-bit-in-16 DICOM file, as a modality writes it (nothing downloaded)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for name, value in attributes.items():
+        setattr(ds, name, value)
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    try:
+        ds.save_as(path, enforce_file_format=True)  # pydicom >= 3
+    except TypeError:
+        ds.save_as(path, write_like_original=False)  # pydicom 2.4
+
+
+def test_dicom_monochrome_rescale_window_and_magic(tmp_path):
+    pytest.importorskip("pydicom")
+    ramp = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (48, 1))  # [48, 64], 0..4032
+    _write_dicom(tmp_path / "mono2.dcm", ramp)
+    mono2 = read_grey(tmp_path / "mono2.dcm")
+    assert mono2.dtype == np.uint8 and mono2.shape == (48, 64)
+    assert mono2.min() == 0 and mono2.max() == 255 and (np.diff(mono2[0].astype(int)) > 0).all()
+    # MONOCHROME1 stores bone dark: shown inverted, as radiologists read it.
+    _write_dicom(tmp_path / "mono1.dcm", ramp, "MONOCHROME1")
+    assert np.array_equal(read_grey(tmp_path / "mono1.dcm"), 255 - mono2)
+    # The modality rescale is applied: slope -1 turns the ramp around.
+    _write_dicom(tmp_path / "slope.dcm", ramp, RescaleSlope=-1, RescaleIntercept=4095)
+    assert np.abs(read_grey(tmp_path / "slope.dcm").astype(int) - (255 - mono2)).max() <= 1
+    # The stored window: values below it are black, above it white, inside it a rising ramp.
+    _write_dicom(tmp_path / "window.dcm", ramp, WindowCenter=2048, WindowWidth=1024)
+    windowed = read_grey(tmp_path / "window.dcm")[0].astype(int)
+    values = ramp[0].astype(int)
+    assert (windowed[values < 1500] == 0).all() and (windowed[values > 2600] == 255).all()
+    inside = windowed[(values > 1600) & (values < 2500)]
+    assert (np.diff(inside) > 0).all() and 0 < inside.min() and inside.max() < 255
+    # A file without a suffix (MIMIC-CXR, OpenI) is found by the DICM magic at byte 128.
+    (tmp_path / "nosuffix").write_bytes((tmp_path / "mono2.dcm").read_bytes())
+    assert np.array_equal(read_grey(tmp_path / "nosuffix"), mono2)
+    assert load_square(tmp_path / "mono2.dcm", 32).shape == (32, 32)
