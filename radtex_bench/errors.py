@@ -8,6 +8,7 @@ traceback. Anything else is an internal error (exit code 1).
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -62,6 +63,32 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def disk_full(exc: BaseException) -> OSError | None:
+    """The "no space left" / "quota exceeded" ``OSError`` behind ``exc``, or ``None``.
+
+    Writers wrap it: ``torch.save`` raises ``RuntimeError: [enforce fail at inline_container.cc]`` with
+    the ``OSError`` only as its context, so the cause and context chain is searched.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def disk_full_line(exc: BaseException) -> str:
+    """The ``error: ...`` line of a full disk that no write turned into a :class:`UserError`."""
+    cause = disk_full(exc)
+    where = f" writing {cause.filename}" if cause is not None and cause.filename else ""
+    return (
+        f"error: no space left on the device{where}; free some (each pretraining keeps last.ckpt and "
+        "encoder.safetensors) and rerun with --resume"
+    )
 
 
 class Interrupted(Exception):

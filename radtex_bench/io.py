@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import UserError
+from .errors import UserError, disk_full
 
 
 @contextlib.contextmanager
@@ -38,6 +38,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc} (disk full or not writable?)") from None
+    except Exception as exc:
+        full = disk_full(exc)  # a writer that wraps the OSError (torch.save: RuntimeError)
+        if full is None:
+            raise
+        raise UserError(
+            f"cannot write {path}: {full.strerror or full} (disk full or not writable?)"
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

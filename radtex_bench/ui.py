@@ -94,14 +94,16 @@ def detach_log_file(handler: logging.Handler) -> None:
 def log_run_end(exc: BaseException) -> None:
     """Record in ``run.log`` why a run (or merge) stopped on ``exc``, before :func:`detach_log_file`.
 
-    A user error or an out-of-memory error is the ``error: ...`` line the CLI prints (an unplaced
-    out-of-memory error adds its traceback: it tells the stage); an interrupt is the ``interrupted ...``
+    A user error, an out-of-memory error or a full disk is the ``error: ...`` line the CLI prints (an
+    unplaced out-of-memory error adds its traceback: it tells the stage); an interrupt is the ``interrupted ...``
     line; any other exception is ``internal error: <type>: <message>`` with its traceback. Only the logger
     writes it (the terminal line comes from the CLI, so nothing is printed twice).
     """
     from .errors import (
         Interrupted,
         UserError,
+        disk_full,
+        disk_full_line,
         error_line,
         interrupted_line,
         is_out_of_memory,
@@ -114,5 +116,7 @@ def log_run_end(exc: BaseException) -> None:
         log.warning(interrupted_line(exc))
     elif is_out_of_memory(exc):
         log.error(out_of_memory_line(exc), exc_info=exc)
+    elif disk_full(exc):
+        log.error(disk_full_line(exc))
     elif isinstance(exc, Exception):
         log.error(f"internal error: {type(exc).__name__}: {exc}", exc_info=exc)

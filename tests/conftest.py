@@ -33,7 +33,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def module_tmp(request, tmp_path_factory) -> Path:
     """A folder for the runs a module's tests share, removed when the module is done.
 
-    Every pretraining writes ``last.ckpt`` and ``encoder.safetensors`` (~190 MB at resnet18), so the
+    Every pretraining writes ``last.ckpt`` and ``encoder.safetensors`` (~180 MB at resnet18), so the
     suite would hold many GB until pytest's own clean-up; kept only if one of the module's tests failed.
     """
     failed_before = request.session.testsfailed
