@@ -446,9 +446,7 @@ def resolve(raw: Any, source: str | None = None) -> Recipe:
         return recipe
     except ConfigError as exc:
         if source and not exc.source:
-            raise ConfigError(
-                exc.where, str(exc).split(": ", 1)[-1] if exc.where else str(exc), source
-            ) from None
+            raise ConfigError(exc.where, exc.message, source) from None
         raise
     except UserError as exc:
         if source and not str(exc).startswith(source):
@@ -490,6 +488,19 @@ def check_only(recipe: Recipe, only: Sequence[str]) -> tuple[str, ...]:
     return tuple(x for x in labels if x in only)
 
 
+def _resolve_overridden(raw: dict[str, Any], overrides: Sequence[str], source: str | None) -> Recipe:
+    """:func:`resolve` after ``--set``; an error in a key a ``--set`` wrote names that ``--set``, not the
+    recipe file (where the user would look for the key in vain)."""
+    try:
+        return resolve(raw, source=source)
+    except ConfigError as exc:
+        for text in reversed(overrides):  # the last --set of a key is the one that took effect
+            key = text.partition("=")[0].strip()
+            if exc.where == key or exc.where.startswith(key + "."):
+                raise ConfigError(exc.where, exc.message, f"--set {text}") from None
+        raise
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:
     path = Path(path)
     raw = read_yaml(path)
@@ -501,7 +512,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequen
         parts, value = parse_override(text)
         apply_override(raw, parts, value)
     exclude_objectives(raw, exclude, str(path))
-    return resolve(raw, source=str(path))
+    return _resolve_overridden(raw, overrides, str(path))
 
 
 def recipe_from_dict(
@@ -515,7 +526,7 @@ def recipe_from_dict(
         parts, value = parse_override(text)
         apply_override(raw, parts, value)
     exclude_objectives(raw, exclude, "the recipe")
-    return resolve(raw)
+    return _resolve_overridden(raw, overrides, None)
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -23,6 +23,7 @@ class ConfigError(UserError):
 
     def __init__(self, where: str, message: str, source: str | None = None):
         self.where = where
+        self.message = message
         self.source = source
         prefix = f"{source}: " if source else ""
         super().__init__(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")

@@ -380,7 +380,7 @@ def build(cls: type, data: Any, where: str = "") -> Any:
         return cls(**kwargs)
     except ConfigError as exc:
         if where and exc.where and not exc.where.startswith(where):
-            raise ConfigError(f"{where}.{exc.where}", str(exc).split(": ", 1)[-1]) from None
+            raise ConfigError(f"{where}.{exc.where}", exc.message) from None
         raise
 
 

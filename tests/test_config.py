@@ -138,6 +138,29 @@ def test_override_errors(tmp_path, override, fragment):
     assert fragment in str(info.value)
 
 
+def test_an_error_in_a_key_set_by_set_names_the_set_not_the_file(tmp_path):
+    path = write(tmp_path, {**BASE, "objectives": [{"name": "random", "train": {"batch_size": 8}}]})
+    cases = {
+        "evaluation.seedz=3": "--set evaluation.seedz=3: evaluation.seedz: unknown key; did you mean 'seeds'?",
+        "objectives.0.train.batch_size=1": (
+            "--set objectives.0.train.batch_size=1: objectives.0.train.batch_size: must be >= 2, got 1"
+        ),
+        "evaluation.budgets=[1, 10]": "--set evaluation.budgets=[1, 10]: evaluation.budgets.0: must be >= 2",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ConfigError) as info:
+            load_recipe(path, ["evaluation.seeds=2", override])
+        assert str(info.value).startswith(message), str(info.value)
+        with pytest.raises(ConfigError) as info:
+            recipe_from_dict(yaml.safe_load(path.read_text()), [override])
+        assert str(info.value).startswith(message)
+    # The same mistake written in the file names the file; a --set of another key does not take it.
+    bad = write(tmp_path, {**BASE, "evaluation": {"seedz": 3}}, "bad.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(bad, ["evaluation.seeds=2"])
+    assert str(info.value).startswith(f"{bad}: evaluation.seedz: unknown key")
+
+
 def test_every_recipe_key_is_documented():
     from pathlib import Path
 
