@@ -146,6 +146,54 @@ def test_area_under_budget_curve():
     assert math.isnan(area_under_budget_curve(budgets, np.array([[0.5, np.nan, 0.7]]))[0])
 
 
+def test_aubc_comparisons_show_the_bootstrap_floor_as_an_upper_bound():
+    """As in the main comparison table: p at 2/(B+1) is "≤", and significance is read on Holm's p."""
+    import pandas as pd
+
+    from radtex_bench.reporting.efficiency import aubc_markdown
+
+    aubc = pd.DataFrame(
+        [("linear", label, 0.7, 0.6, 0.8, 10, 100, 3) for label in ("a", "b", "c")],
+        columns=[
+            "protocol",
+            "objective",
+            "aubc",
+            "ci_low",
+            "ci_high",
+            "budget_min",
+            "budget_max",
+            "n_budgets",
+        ],
+    )
+    comparisons = pd.DataFrame(
+        [
+            ("linear", "a", "b", 0.05, 0.01, 0.09, 2 / 1001, 1000, 0.01),
+            ("linear", "a", "c", 0.01, -0.02, 0.04, 0.31, 1000, 0.31),
+            ("linear", "b", "c", 0.0, -0.03, 0.03, float("nan"), 1000, float("nan")),
+        ],
+        columns=[
+            "protocol",
+            "objective_a",
+            "objective_b",
+            "diff",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "n_boot",
+            "p_holm",
+        ],
+    )
+    table = aubc_markdown(aubc, comparisons, ["a", "b", "c"]).splitlines()
+    rows = [
+        line
+        for line in table
+        if line.startswith(("| linear | a | b |", "| linear | a | c |", "| linear | b | c |"))
+    ]
+    assert rows[0].endswith("| ≤ 0.0020 | 0.0100 * |")
+    assert rows[1].endswith("| 0.3100 | 0.3100 |")
+    assert rows[2].endswith("| n/a | n/a |")
+
+
 def test_censored_interval():
     x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
     assert censored_interval(x, 0.5) == pytest.approx(tuple(np.percentile(x[:4], [25, 75])))

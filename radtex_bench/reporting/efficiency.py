@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .tables import budget_table
+from .tables import budget_table, p_text
 from .tables import fmt as _fmt
 
 
@@ -59,13 +59,9 @@ def auprc_markdown(
     return "\n".join(lines)
 
 
-def _p(p: float, holm: float | None) -> str:
-    text = "n/a" if pd.isna(p) else f"{p:.4f}"
-    if holm is not None and not pd.isna(holm):
-        text += f" | {holm:.4f}" + (" *" if holm < 0.05 else "")
-    elif holm is not None:
-        text += " | n/a"
-    return text
+def _p(p: float, n_boot: float | None, holm: float) -> str:
+    text = p_text(p, n_boot) + " | " + p_text(holm, None)
+    return text + (" *" if not pd.isna(holm) and holm < 0.05 else "")
 
 
 def aubc_markdown(aubc: pd.DataFrame | None, comparisons: pd.DataFrame | None, order: list[str]) -> str:
@@ -100,9 +96,10 @@ def aubc_markdown(aubc: pd.DataFrame | None, comparisons: pd.DataFrame | None, o
             "|---|---|---|---|---|---|---|",
         ]
         for r in comparisons.itertuples():
+            p = _p(r.p_value, getattr(r, "n_boot", None), getattr(r, "p_holm", math.nan))
             lines.append(
                 f"| {r.protocol} | {r.objective_a} | {r.objective_b} | {r.diff:+.3f} | "
-                f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {_p(r.p_value, getattr(r, 'p_holm', math.nan))} |"
+                f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {p} |"
             )
         lines.append("")
     return "\n".join(lines)

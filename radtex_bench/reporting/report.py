@@ -16,7 +16,7 @@ from ..io import write_text
 from ..rundir import RunDir
 from . import efficiency as label_efficiency
 from . import plots, text_report
-from .tables import PARTIAL_MARK, budget_table
+from .tables import PARTIAL_MARK, budget_table, p_text
 from .tables import fmt as _fmt
 
 
@@ -77,16 +77,6 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def _p_text(p: float, n_boot: float | None) -> str:
-    """A bootstrap p-value; at the smallest value B replicates can give, 2/(B+1), it is an upper bound."""
-    if pd.isna(p):
-        return "n/a"
-    # comparisons.csv rounds p to 5 decimals, hence the tolerance.
-    if n_boot is not None and not pd.isna(n_boot) and p <= 2.0 / (n_boot + 1) + 1e-5:
-        return f"≤ {p:.4f}"
-    return f"{p:.4f}"
-
-
 def comparisons_markdown(comparisons: pd.DataFrame) -> str:
     """The comparison table; significance (*) is marked on the Holm-adjusted p when the file has it."""
     holm = "p_holm" in comparisons.columns
@@ -95,9 +85,9 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|" + ("---|" if holm else ""),
     ]
     for r in comparisons.itertuples():
-        p = _p_text(r.p_value, getattr(r, "n_boot", None))
+        p = p_text(r.p_value, getattr(r, "n_boot", None))
         if holm:
-            p += f" | {_p_text(r.p_holm, None)}" + (" *" if r.p_holm < 0.05 else "")
+            p += f" | {p_text(r.p_holm, None)}" + (" *" if r.p_holm < 0.05 else "")
         elif r.p_value < 0.05:
             p += " *"
         lines.append(

@@ -42,3 +42,13 @@ def budget_table(
         if any(cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def p_text(p: float, n_boot: float | None) -> str:
+    """A bootstrap p-value; at the smallest value B replicates can give, 2/(B+1), it is an upper bound."""
+    if pd.isna(p):
+        return "n/a"
+    # comparisons.csv rounds p to 5 decimals, hence the tolerance.
+    if n_boot is not None and not pd.isna(n_boot) and p <= 2.0 / (n_boot + 1) + 1e-5:
+        return f"≤ {p:.4f}"
+    return f"{p:.4f}"
