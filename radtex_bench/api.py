@@ -104,10 +104,11 @@ def run(
         tracker.log_config(recipe.to_plain())
         if dist.is_main:
             write_run_files(paths, data, plan)
+            objectives = f"{len(plan.hold)} objective" + ("s" if len(plan.hold) != 1 else "")
             info(
                 f"[bold]{recipe.name}[/]: {len(data.train_table)} pretraining images, evaluation on "
                 f"{len(data.eval_data.pool)} / {len(data.eval_data.val)} / {len(data.eval_data.test)} "
-                f"train-pool / val / test images, {len(plan.hold)} objectives -> {out}"
+                f"train-pool / val / test images, {objectives} -> {out}"
             )
 
         encoders = {}

@@ -374,8 +374,11 @@ def _terminate_as_interrupt() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .ui import show_warnings
+
     argv = list(sys.argv[1:] if argv is None else argv)
     _terminate_as_interrupt()
+    show_warnings()
     try:
         app(args=argv, prog_name="radtex-bench", standalone_mode=False)
         return 0

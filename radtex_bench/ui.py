@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from rich.progress import (
 
 log = logging.getLogger("radtex_bench")
 console = Console(stderr=True, highlight=False)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # A log file (a cluster job's stderr) is not 80 columns wide: a finished progress bar keeps its
+    # loss, images/s and times instead of being cut to "13… 0:0…".
+    console.width = 160
 _state = {"quiet": False}
 
 
@@ -73,7 +78,32 @@ def info(message: str) -> None:
 
     log.info(Text.from_markup(message).plain)
     if not is_quiet():
-        console.print(message)
+        console.print(message, soft_wrap=True)  # one line per message, as in run.log: greppable
+
+
+class _ConsoleWarnings(logging.Handler):
+    """Each warning as a ``warning: ...`` line on the terminal (``run.log`` keeps them all, with times).
+
+    Silent under ``--quiet``, and in every process of a torchrun job but the first (each logs the same
+    warnings to its own log). Errors are not printed here: the CLI prints their one ``error:`` line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.WARNING or is_quiet() or os.environ.get("RANK", "0") != "0":
+            return
+        from rich.text import Text
+
+        console.print(Text(f"warning: {record.getMessage()}", style="yellow"), soft_wrap=True)
+
+
+def show_warnings() -> None:
+    """Print the ``radtex_bench`` logger's warnings on the terminal (the CLI's choice; a notebook sees
+    them through its own logging set-up, or in ``run.log``). Calling it again adds nothing."""
+    if not any(isinstance(h, _ConsoleWarnings) for h in log.handlers):
+        log.addHandler(_ConsoleWarnings())
 
 
 def attach_log_file(path: Path) -> logging.Handler:

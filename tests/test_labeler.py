@@ -281,13 +281,20 @@ def test_cli_label_keeps_an_input_column_with_a_labels_name_beside_the_labelers(
     assert row[1] == "1" and row[2 + CHEXPERT_14.index("Cardiomegaly")] == "0"
 
 
-def test_cli_label_on_the_synthetic_manifest_agrees_with_its_positive_labels(tmp_path):
+def test_cli_label_on_the_synthetic_manifest_agrees_with_its_positive_labels(tmp_path, capsys):
     """Issue 13's check, through the command: the manifest's own label columns are kept as "(input)"."""
     from radtex_bench.data.synthetic import generate_synthetic
 
     root = generate_synthetic(tmp_path / "synth", n=200, size=16, seed=1)
     out = tmp_path / "labels.csv"
     assert main(["label", str(root / "manifest.csv"), "--column", "report", "--out", str(out)]) == 0
+    own = [c for c in CHEXPERT_14 if c in pd.read_csv(root / "manifest.csv", nrows=0).columns]
+    assert len(own) == 11  # the 9 RadTex pathologies, No Finding and Support Devices
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warning == [
+        f"warning: {root / 'manifest.csv'}: its own column(s) {', '.join(own)} are kept, renamed "
+        f"{', '.join(repr(c + ' (input)') for c in own)}, beside the labeler's columns of that name"
+    ]
     frame = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert len(frame) == 200
     refs, labs = [], []

@@ -59,7 +59,7 @@ def read_reports(path: Path, column: str) -> tuple[list[str], list[list[str]], i
                 f"{', '.join(repr(n) for n in taken)}, which already exist; rename or drop them first"
             )
         log.warning(
-            "%s: its column(s) %s are kept as %s beside the labeler's",
+            "%s: its own column(s) %s are kept, renamed %s, beside the labeler's columns of that name",
             path,
             ", ".join(clash),
             ", ".join(repr(renamed[c]) for c in clash),
