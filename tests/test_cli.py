@@ -203,6 +203,10 @@ def test_an_error_that_stops_a_run_is_the_last_line_of_run_log(tmp_path, capsys)
     assert err.startswith("error: evaluation.budgets: budget 1000 is larger") and err.count("error:") == 1
     last = (out / "run.log").read_text().splitlines()[-1]
     assert last.split(" ERROR ", 1)[1] == err  # the terminal's line, once there and once in the log
+    assert [p.name for p in out.iterdir()] == ["run.log"]  # nothing else, so nothing half-written
+    fixed = ["--set", "evaluation.budgets=[4]"]  # rerunning into the folder works, without --resume
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu", *fixed]) == 0
+    assert (out / "results.csv").is_file()
 
 
 def test_an_interrupt_is_the_last_line_of_run_log(tmp_path, capsys, monkeypatch):
