@@ -7,6 +7,7 @@ internal error (short message; the traceback goes to ``run.log`` and, with ``--d
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import traceback
@@ -373,6 +374,24 @@ def _terminate_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _usage_message(message: str) -> str:
+    """click's message for a bad choice, with a did-you-mean like every other name the CLI checks.
+
+    ``Invalid value for 'what': 'objectivs' is not one of 'objectives', 'encoders'.`` becomes
+    ``... 'objectivs' is not one of objectives, encoders; did you mean 'objectives'?``
+    """
+    import re
+
+    message = message.replace("Value error, ", "")  # a pydantic-style prefix some click versions add
+    choice = re.search(r"'([^']*)' is not one of ((?:'[^']*'(?:, )?)+)\.?", message)
+    if choice is None:
+        return message
+    value, options = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return message.replace(choice.group(0), f"'{value}' is not one of {', '.join(options)}{hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .ui import show_warnings
 
@@ -395,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         ctx = getattr(exc, "ctx", None)
         command = " ".join(ctx.command_path.split()[1:]) + " " if ctx is not None and ctx.command_path else ""
-        message = " ".join(exc.format_message().split())
+        message = _usage_message(" ".join(exc.format_message().split()))
         print(f"error: {message} (see radtex-bench {command}--help)", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt, typer.Abort) as exc:

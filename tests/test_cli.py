@@ -169,7 +169,12 @@ def test_list_json(capsys):
     "argv_tail, fragment",
     [
         (["run", "missing.yaml"], "recipe not found"),
-        (["list", "things"], "Invalid value"),
+        (["list", "things"], "'things' is not one of objectives, encoders, datasets, protocols (see"),
+        (
+            ["list", "objectivs"],
+            "datasets, protocols; did you mean 'objectives'? (see radtex-bench list --help)",
+        ),
+        (["run", "RECIPE", "--device", "cdua"], "'cdua' is not one of auto, cpu, cuda; did you mean 'cuda'?"),
         (["run", "RECIPE", "--set", "evaluation.budgets=[4, 100000]"], "budget 100000 is larger than"),
         (["run", "RECIPE", "--set", "data.pathologies=[Pneumothorax]"], "Pneumothorax not labelled"),
     ],
