@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import sys
 import traceback
 from enum import Enum
@@ -380,8 +381,6 @@ def _usage_message(message: str) -> str:
     ``Invalid value for 'what': 'objectivs' is not one of 'objectives', 'encoders'.`` becomes
     ``... 'objectivs' is not one of objectives, encoders; did you mean 'objectives'?``
     """
-    import re
-
     message = message.replace("Value error, ", "")  # a pydantic-style prefix some click versions add
     choice = re.search(r"'([^']*)' is not one of ((?:'[^']*'(?:, )?)+)\.?", message)
     if choice is None:
