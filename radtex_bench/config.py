@@ -383,6 +383,16 @@ def objective_parameters(cls: type) -> tuple[list[inspect.Parameter], dict[str, 
     return accepted, hints, True
 
 
+def _hint_from_default(default: Any) -> Any:
+    """The type a plug-in's unannotated parameter has by its default, so ``alpha=0.5`` still refuses
+    ``alpha: abc``: a bool, float or string default gives its type; an int default ``int | float`` (a
+    ``scale=1`` is often a float); ``None`` or any other default, no check."""
+    kind = type(default)
+    if kind is int:
+        return int | float
+    return kind if kind in (bool, float, str) else None
+
+
 def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validate an objective's ``params`` against its ``__init__`` signature (and its bases', where
     ``**kwargs`` passes them on) and fill the defaults."""
@@ -396,9 +406,10 @@ def resolve_params(cls: type, params: Mapping[str, Any], where: str) -> dict[str
     for p in accepted:
         if p.name in params:
             value = params[p.name]
-            if hints.get(p.name) is not None:
+            hint = hints.get(p.name) or _hint_from_default(p.default)
+            if hint is not None:
                 try:
-                    value = coerce(value, hints[p.name], f"{where}.{p.name}")
+                    value = coerce(value, hint, f"{where}.{p.name}")
                 except TypeError:
                     pass  # an annotation our schema does not know: pass the value through
             out[p.name] = list(value) if isinstance(value, tuple) else value

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import UserError, did_you_mean
+from .errors import ConfigError, UserError, did_you_mean
 
 T = TypeVar("T")
 
@@ -46,9 +46,11 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str, where: str = "") -> T:
+        """The entry called ``name``; an unknown name is a :class:`ConfigError` at the recipe key
+        ``where`` (so a ``--set`` that wrote it is named), with a did-you-mean."""
         if name not in self._items:
-            prefix = f"{where}: " if where else ""
-            raise UserError(f"{prefix}unknown {self.kind} '{name}'{did_you_mean(name, self._items)}")
+            message = f"unknown {self.kind} '{name}'{did_you_mean(name, self._items)}"
+            raise ConfigError(where, message) if where else UserError(message)
         return self._items[name]
 
     def origin(self, name: str) -> str:

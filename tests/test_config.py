@@ -146,6 +146,13 @@ def test_an_error_in_a_key_set_by_set_names_the_set_not_the_file(tmp_path):
             "--set objectives.0.train.batch_size=1: objectives.0.train.batch_size: must be >= 2, got 1"
         ),
         "evaluation.budgets=[1, 10]": "--set evaluation.budgets=[1, 10]: evaluation.budgets.0: must be >= 2",
+        # Names looked up in a registry too.
+        "evaluation.protocols=[linearr]": (
+            "--set evaluation.protocols=[linearr]: evaluation.protocols.0: unknown protocol 'linearr'; "
+            "did you mean 'linear'?"
+        ),
+        "objectives.0.name=clp": "--set objectives.0.name=clp: objectives.0.name: unknown objective 'clp'",
+        "encoder.name=resnet19": "--set encoder.name=resnet19: encoder.name: unknown encoder 'resnet19'",
     }
     for override, message in cases.items():
         with pytest.raises(ConfigError) as info:

@@ -239,3 +239,46 @@ def test_list_protocols_json_lists_the_built_ins(capsys):
     assert main(["list", "protocols", "--json"]) == 0
     names = json.loads(capsys.readouterr().out)
     assert {"finetune", "knn", "linear"} <= set(names) and names == sorted(names)
+
+
+def test_an_unannotated_parameter_is_checked_against_its_defaults_type(tmp_path, monkeypatch):
+    from radtex_bench.errors import ConfigError
+    from radtex_bench.objectives import OBJECTIVES
+
+    plugin(
+        tmp_path,
+        monkeypatch,
+        "untyped_plugin",
+        """
+        from radtex_bench import Objective, register_objective
+
+        @register_objective("untyped")
+        class Untyped(Objective):
+            def __init__(self, encoder, alpha=0.5, layers=2, mode="sum", flag=False, extra=None):
+                super().__init__(encoder)
+
+            def forward(self, batch):
+                return {"loss": self.encoder(batch["image"]).mean()}
+    """,
+    )
+
+    def params(**given):
+        entry = {"name": "untyped", "params": given}
+        recipe = recipe_from_dict({"name": "x", "plugins": ["untyped_plugin"], "objectives": [entry]})
+        return recipe.objectives[0].params
+
+    try:
+        got = params(alpha="3e-1", layers=2.5, mode=7, flag=True, extra=[1, 2])
+        assert got == {"alpha": 0.3, "layers": 2.5, "mode": "7", "flag": True, "extra": [1, 2]}
+        assert params()["layers"] == 2 and isinstance(params(layers=4)["layers"], int)
+        for key, value, message in [
+            ("alpha", "abc", "objectives.0.params.alpha: expected a number, got 'abc'"),
+            ("layers", "many", "objectives.0.params.layers: expected int or float, got 'many'"),
+            ("flag", "yes", "objectives.0.params.flag: expected true or false, got 'yes'"),
+            ("mode", [1], "objectives.0.params.mode: expected a string, got [1]"),
+        ]:
+            with pytest.raises(ConfigError) as info:
+                params(**{key: value})
+            assert str(info.value) == message
+    finally:
+        OBJECTIVES._items.pop("untyped", None)
