@@ -123,8 +123,6 @@ class Protocol:
     labelled: ClassVar[bool] = True
     #: Capabilities the pretrained objective must offer (``text_scores``, ``generate``); else skipped.
     requires: ClassVar[frozenset[str]] = frozenset()
-    #: Whether ``run`` uses ``task.encoder.features()`` (extracted once per encoder, before the cells).
-    uses_features: ClassVar[bool] = False
     #: Whether cells hold per-pathology AUROCs (rows of results/summary/comparisons); False: the results
     #: are in ``Cell.extra`` (``P = 0`` score columns) and the protocol's own tables report them.
     auroc: ClassVar[bool] = True

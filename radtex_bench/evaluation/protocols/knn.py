@@ -44,7 +44,6 @@ class KnnProtocol(Protocol):
     """Similarity-weighted vote of the k nearest labelled images (cosine, temperature 0.07)."""
 
     Config = KnnConfig
-    uses_features = True
     description = "similarity-weighted vote of the k nearest labelled images; no training"
 
     def run(self, task: CellTask) -> Cell:

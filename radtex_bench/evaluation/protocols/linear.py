@@ -83,7 +83,6 @@ class LinearProtocol(Protocol):
     """Logistic-regression probe per pathology on frozen, standardised features (C chosen on validation)."""
 
     Config = LinearConfig
-    uses_features = True
     description = "logistic-regression probe per pathology on frozen features (C chosen on validation)"
 
     def __init__(self, *args, **kwargs):
