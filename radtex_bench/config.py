@@ -161,6 +161,13 @@ class EvaluationConfig:
             raise ConfigError(where, f"expected a mapping, got {value!r}")
         registry = _protocol_registry()
         general = {k: v for k, v in value.items() if k not in registry}
+        keys = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+        for key in general:
+            if key not in keys:  # a general key, or the section of a protocol (built in or a plug-in's)
+                hint = did_you_mean(str(key), keys + registry.names())
+                if "did you mean" not in hint:
+                    hint += "; a plug-in protocol's section needs the plug-in's module in `plugins:`"
+                raise ConfigError(f"{where}.{key}", f"unknown key{hint}")
         config = build(cls, general, where)
         for i, name in enumerate(config.protocols):
             registry.get(name, where=f"{where}.protocols.{i}")
@@ -507,7 +514,10 @@ def _resolve_overridden(raw: dict[str, Any], overrides: Sequence[str], source: s
     except ConfigError as exc:
         for text in reversed(overrides):  # the last --set of a key is the one that took effect
             key = text.partition("=")[0].strip()
-            if exc.where == key or exc.where.startswith(key + "."):
+            # The key itself, a key inside what it wrote, or the unknown section it wrote into.
+            if exc.where and (
+                exc.where == key or exc.where.startswith(key + ".") or key.startswith(exc.where + ".")
+            ):
                 raise ConfigError(exc.where, exc.message, f"--set {text}") from None
         raise
 

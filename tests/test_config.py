@@ -153,6 +153,15 @@ def test_an_error_in_a_key_set_by_set_names_the_set_not_the_file(tmp_path):
         ),
         "objectives.0.name=clp": "--set objectives.0.name=clp: objectives.0.name: unknown objective 'clp'",
         "encoder.name=resnet19": "--set encoder.name=resnet19: encoder.name: unknown encoder 'resnet19'",
+        # A --set into a section that does not exist: a protocol section a plug-in would bring.
+        "evaluation.centroid.shrink=0.2": (
+            "--set evaluation.centroid.shrink=0.2: evaluation.centroid: unknown key; known: batch_size, "
+            "bootstrap, budgets, confidence, finetune, generation, knn, linear, pathologies, prompts, "
+            "protocols, resolved_budgets, retrieval, seeds, subsets_from, zeroshot; a plug-in protocol's "
+            "section needs the plug-in's module in `plugins:`"
+        ),
+        "evaluation.retreival.max_candidates=9": "--set evaluation.retreival.max_candidates=9: "
+        "evaluation.retreival: unknown key; did you mean 'retrieval'?",
     }
     for override, message in cases.items():
         with pytest.raises(ConfigError) as info:
