@@ -127,18 +127,30 @@ def merge(
     typer.echo(str(merge_api(dirs, out=out, device=device.value)))
 
 
+#: ``--plugin MODULE`` (repeatable): import a plug-in module before the command, as a recipe's ``plugins:``.
+PluginOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--plugin",
+        help="Also import this plug-in module (repeat the option for several), as a recipe's plugins: does.",
+    ),
+]
+
+
+def _load_cli_plugins(modules: list[str] | None) -> None:
+    from .objectives import load_plugins
+
+    load_plugins(modules or (), where="--plugin {module}")
+
+
 @app.command("list")
 def list_(
     what: Annotated[What, typer.Argument(help="What to list.")] = What.objectives,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of names.")] = False,
-    plugin: Annotated[
-        Optional[list[str]], typer.Option("--plugin", help="Also import this plug-in module.")
-    ] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """List registered objectives, encoders, dataset kinds or evaluation protocols (with plug-ins)."""
-    from .objectives import load_plugins
-
-    load_plugins(plugin or ())  # a plug-in module may register any of them
+    _load_cli_plugins(plugin)  # a plug-in module may register any of them
     extra: list[tuple[str, str]] = []  # rows that are no registered name (left out of --json)
     if what is What.objectives:
         from .objectives import OBJECTIVES
@@ -213,10 +225,12 @@ def data_summary(
     kind: Annotated[str, typer.Argument(help="Dataset kind (radtex-bench list datasets).")],
     root: Annotated[str, typer.Argument(help="Dataset folder (or CSV for manifest).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Count images, studies, patients, reports, views, splits and labels of a dataset."""
     from .data.summary import summarise
 
+    _load_cli_plugins(plugin)  # a plug-in dataset kind
     summary = summarise(kind, root)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
@@ -255,10 +269,13 @@ def prepare(
         int, typer.Option(min=8, help="Shorter image side -> SIZE, centre-cropped square.")
     ] = 256,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decoding processes [min(8, CPUs)].")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Decode and resize every image of a dataset once into a memory-mapped cache (`cache: OUT` in a recipe)."""
     from .data.cache import prepare as prepare_cache
     from .ui import progress
+
+    _load_cli_plugins(plugin)  # a plug-in dataset kind
 
     with progress() as bar:
         tasks: list = []  # added on the first report, after the dataset was read (errors print cleanly)

@@ -282,3 +282,43 @@ def test_an_unannotated_parameter_is_checked_against_its_defaults_type(tmp_path,
             assert str(info.value) == message
     finally:
         OBJECTIVES._items.pop("untyped", None)
+
+
+def test_data_summary_and_prepare_take_a_plug_in_dataset_kind(tmp_path, monkeypatch, capsys, manifest_dir):
+    from radtex_bench.data.kinds import DATASETS
+
+    plugin(
+        tmp_path,
+        monkeypatch,
+        "alias_kind_plugin",
+        """
+        from radtex_bench import register_dataset
+        from radtex_bench.data.kinds.manifest import ManifestDataset
+
+        @register_dataset("manifest_alias")
+        class ManifestAlias(ManifestDataset):
+            '''The manifest kind under another name.'''
+    """,
+    )
+    try:
+        assert main(["data", "summary", "manifest_alias", str(manifest_dir), "--json"]) == 2
+        assert "unknown dataset kind 'manifest_alias'" in capsys.readouterr().err
+        flags = ["--plugin", "alias_kind_plugin"]
+        assert main(["data", "summary", "manifest", str(manifest_dir), "--json"]) == 0
+        expected = json.loads(capsys.readouterr().out)
+        assert main(["data", "summary", "manifest_alias", str(manifest_dir), "--json", *flags]) == 0
+        assert json.loads(capsys.readouterr().out) == {**expected, "kind": "manifest_alias"}
+        out = tmp_path / "cache"
+        assert (
+            main(
+                ["--quiet", "prepare", "manifest_alias", str(manifest_dir), str(out), "--size", "16", *flags]
+            )
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] == expected["images"]
+        assert main(["list", "datasets", "--plugin", "no_such_module"]) == 2
+        assert capsys.readouterr().err.startswith(
+            "error: --plugin no_such_module: cannot import plug-in module"
+        )
+    finally:
+        DATASETS._items.pop("manifest_alias", None)

@@ -17,11 +17,13 @@ from . import moco, byol, dino, vicreg, barlow_twins  # noqa: E402,F401  isort: 
 ENTRY_POINT_GROUP = "radtex_bench.objectives"
 
 
-def load_plugins(modules: Sequence[str] = ()) -> None:
-    """Declared entry points, then the recipe's ``plugins:`` modules; both register objectives."""
+def load_plugins(modules: Sequence[str] = (), where: str = "plugins.{i}") -> None:
+    """Declared entry points, then the recipe's ``plugins:`` modules (or the CLI's ``--plugin``); a
+    module may register objectives, encoders, dataset kinds, protocols or trackers. ``where`` names the
+    ``i``-th module in errors."""
     load_entry_points(ENTRY_POINT_GROUP, OBJECTIVES)
     for i, module in enumerate(modules):
-        import_plugin(module, where=f"plugins.{i}")
+        import_plugin(module, where=where.format(i=i, module=module))
 
 
 __all__ = ["OBJECTIVES", "BATCH_KEYS", "Objective", "SetupContext", "register_objective", "load_plugins"]
