@@ -1,8 +1,9 @@
 """Named registries for objectives, encoders and dataset kinds.
 
-Built-ins register with a decorator when their module is imported. Third-party objectives register
-the same way from a module listed in the recipe's ``plugins:`` or from the entry-point group
-``radtex_bench.objectives``; nothing else is ever imported.
+Built-ins register with a decorator when their module is imported. Third-party plug-ins register the
+same way from a module listed in the recipe's ``plugins:`` (or the CLI's ``--plugin``) or named in the
+entry-point groups ``radtex_bench.objectives`` / ``radtex_bench.protocols`` (an entry that names a
+module may register anything); nothing else is ever imported.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class DatasetKind:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = DatasetOptions
-    #: Whether the kind ships an official split (used by `data summary`).
+    #: One line for `radtex-bench list datasets`.
     description: ClassVar[str] = ""
 
     def __init__(self, options: Any, where: str = "data"):
