@@ -267,7 +267,9 @@ class Recipe:
         default_factory=lambda: LoggingConfig.from_plain({}),
         help="experiment trackers: tensorboard / wandb / mlflow, each an optional extra, off by default",
     )
-    plugins: tuple[str, ...] = option((), help="importable modules that register objectives, encoders, dataset kinds, protocols or trackers")
+    plugins: tuple[str, ...] = option(
+        (), help="importable modules that register objectives, encoders, dataset kinds, protocols or trackers"
+    )
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\\0"):
