@@ -153,3 +153,69 @@ def test_an_entry_point_naming_the_module_registers_the_kind(tmp_path, example_k
     monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", set())
     assert main(["list", "datasets", "--json"]) == 0
     assert KIND in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _faulty_reader(monkeypatch, module_name: str, fault) -> None:
+    """The docs' kind, with ``fault(frame)`` applied to what its ``read()`` returns."""
+    import importlib
+
+    kind = importlib.import_module(module_name).PngFolder
+    original = kind.read
+
+    def read(self):
+        table = original(self)
+        fault(table.frame)
+        return table
+
+    monkeypatch.setattr(kind, "read", read)
+
+
+def _load(root: Path):
+    from radtex_bench.data.kinds import DatasetSpec
+    from radtex_bench.data.loading import load_table
+
+    return load_table(
+        DatasetSpec.from_plain({"kind": KIND, "root": str(root)}, "data.pretrain"), check_files=False
+    )
+
+
+def test_split_and_view_spellings_of_a_plug_in_kind_are_made_canonical(example_kind, tmp_path, monkeypatch):
+    def fault(frame):
+        patient = frame["patient_id"]
+        frame["split"] = np.where(
+            patient.isin(["P0", "P1"]), "val", np.where(patient == "P7", "TEST", "Training")
+        )
+        frame["view"] = np.where(patient == "P0", "pa", "AP supine")
+
+    _faulty_reader(monkeypatch, example_kind, fault)
+    table = _load(write_png_folder(tmp_path / "pngs"))
+    assert len(table) == 24  # every view kept by the default views: [PA, AP]
+    assert sorted(set(table.frame["split"])) == ["test", "train", "validate"]
+    assert sorted(set(table.frame["view"])) == ["AP", "PA"]
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        (
+            lambda f: f.__setitem__("image_id", f["image_id"].where(f.index != 1, f["image_id"][0])),
+            "image_id 'P0_0.png' is listed more than once; every image needs its own id",
+        ),
+        (
+            lambda f: f.__setitem__("patient_id", f["patient_id"].where(f.index != 5, " ")),
+            "1 image(s) have no patient_id (e.g. 'P1_2.png')",
+        ),
+        (
+            lambda f: f.__setitem__("split", "holdout"),
+            "unknown split 'holdout'; use train, validate, test or blank",
+        ),
+    ],
+)
+def test_what_every_kind_must_give_is_checked_once_for_all(
+    example_kind, tmp_path, monkeypatch, fault, message
+):
+    from radtex_bench.errors import DataError
+
+    _faulty_reader(monkeypatch, example_kind, fault)
+    with pytest.raises(DataError, match=re.escape(message)):
+        _load(write_png_folder(tmp_path / "pngs"))
