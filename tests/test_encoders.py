@@ -170,8 +170,12 @@ def test_any_timm_model_by_name():
     enc = build_encoder("timm:test_vit").eval()
     with torch.no_grad():
         assert enc.forward_features(torch.randn(1, 3, 48, 32)).shape == (1, 64, 3, 2)
-    with pytest.raises(UserError, match="encoder.name: unknown timm model 'vit_tiny_patch61_224'"):
+    with pytest.raises(UserError) as info:
         ENCODERS.get("timm:vit_tiny_patch61_224", where="encoder.name")
+    assert str(info.value) == (
+        "encoder.name: unknown timm model 'vit_tiny_patch61_224'; did you mean 'timm:vit_tiny_patch16_224'? "
+        "(the names: python -c \"import timm; print(timm.list_models('vit*'))\")"
+    )
     with pytest.raises(UserError, match="unknown encoder family 'timmm:'"):
         ENCODERS.get("timmm:test_vit")
 
@@ -520,3 +524,18 @@ def test_finetune_and_the_text_protocols_feed_the_encoder_its_own_normalisation(
         seen.clear()
         protocol.run(CellTask(under_test, 8 if protocol_cls.labelled else 0, 0, data.pool[:8]))
         assert seen and all(n == XRV for _, n in seen), (name, seen)
+
+
+def test_loading_weights_of_an_encoder_not_registered_here_says_to_import_its_plug_in(tmp_path):
+    from safetensors.torch import save_file
+
+    from radtex_bench.encoders import load_encoder
+
+    path = tmp_path / "encoder.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"encoder": "xylophone_net"})
+    with pytest.raises(UserError) as info:
+        load_encoder(path)
+    assert str(info.value).startswith(
+        f"{path} holds a 'xylophone_net' encoder, which is not registered here (if a plug-in registers it, "
+        "import that module first, as a recipe's plugins: does); known: "
+    )

@@ -297,6 +297,11 @@ def load_encoder(path: Path, name: str | None = None) -> Encoder:
     name = name or meta.get("encoder")
     if not name:
         raise UserError(f"{path}: no encoder name in the metadata; pass the encoder name explicitly")
+    if ":" not in name and name not in ENCODERS:
+        raise UserError(
+            f"{path} holds a '{name}' encoder, which is not registered here (if a plug-in registers it, "
+            f"import that module first, as a recipe's plugins: does){did_you_mean(name, ENCODERS.names())}"
+        )
     encoder = Encoder(name)
     try:
         encoder.load_export_state_dict(load_file(str(path)))

@@ -22,7 +22,9 @@ from the local Hugging Face cache (or torch's cache for timm's older URL weights
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from ..data.normalization import Normalization
-from ..errors import UserError, did_you_mean
+from ..errors import UserError
 from .base import ENCODERS, Encoder, EncoderSpec, PretrainedWeights, hub_model_message, register_encoder
 
 #: Parameters that only a timm model's pooling uses (frozen with the classifier).
@@ -193,9 +195,12 @@ def resolve_timm(model: str) -> EncoderSpec:
         )
     if not model or not timm.is_model(model):
         arch = model.split(".")[0]
+        close = difflib.get_close_matches(arch, timm.list_models(), n=1, cutoff=0.6)
+        family = re.match(r"[a-z]*", arch).group(0)  # "resnet" of "resnet10tt": list that family
         raise UserError(
-            f"unknown timm model '{model}'{did_you_mean(arch, timm.list_models())}; list them with "
-            "python -c \"import timm; print(timm.list_models('vit_*'))\""
+            f"unknown timm model '{model}'"
+            + (f"; did you mean 'timm:{close[0]}'?" if close else "")
+            + f" (the names: python -c \"import timm; print(timm.list_models('{family}*'))\")"
         )
     built, options = None, ()
     for device in ("meta", "cpu"):  # a few models cannot be built on the meta device
