@@ -18,6 +18,24 @@ from radtex_bench.objectives import OBJECTIVES, load_plugins
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "objectives.md"
 
 
+@pytest.fixture(autouse=True)
+def _registries_restored(monkeypatch):
+    """What a test registers is gone after it, with the plug-in modules it imported: later tests (the
+    docs-range checks walk every registered objective and kind) see the built-ins only."""
+    from radtex_bench.data.kinds import DATASETS
+    from radtex_bench.encoders import ENCODERS
+    from radtex_bench.evaluation.protocols import PROTOCOLS
+
+    for registered in (OBJECTIVES, DATASETS, ENCODERS, PROTOCOLS):
+        monkeypatch.setattr(registered, "_items", dict(registered._items))
+        monkeypatch.setattr(registered, "_origin", dict(registered._origin))
+    modules = set(sys.modules)
+    yield
+    for name in set(sys.modules) - modules:
+        if name.endswith("_plugin") or name.startswith("docs_example"):
+            del sys.modules[name]
+
+
 def docs_example() -> str:
     text = DOCS.read_text()
     section = text.split("## Writing your own objective", 1)[1]
@@ -194,8 +212,6 @@ EVALUATION_DOCS = Path(__file__).resolve().parents[1] / "docs" / "evaluation.md"
 def test_a_plugin_protocol_from_the_docs_runs_from_a_recipe(tmp_path, monkeypatch, capsys):
     from conftest import write_manifest
 
-    from radtex_bench.evaluation.protocols import PROTOCOLS
-
     section = EVALUATION_DOCS.read_text().split("## Writing your own protocol", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "docs_example_protocols.py").write_text(code)
@@ -231,8 +247,6 @@ def test_a_plugin_protocol_from_the_docs_runs_from_a_recipe(tmp_path, monkeypatc
     recipe["evaluation"]["centroid"] = {"shrink": 2.0}
     with pytest.raises(UserError, match="evaluation.centroid.shrink: must be <= 1.0"):
         recipe_from_dict(recipe)
-    PROTOCOLS._items.pop("centroid")  # keep the registry as other tests expect it
-    PROTOCOLS._origin.pop("centroid")
 
 
 def test_list_protocols_json_lists_the_built_ins(capsys):
@@ -243,7 +257,6 @@ def test_list_protocols_json_lists_the_built_ins(capsys):
 
 def test_an_unannotated_parameter_is_checked_against_its_defaults_type(tmp_path, monkeypatch):
     from radtex_bench.errors import ConfigError
-    from radtex_bench.objectives import OBJECTIVES
 
     plugin(
         tmp_path,
@@ -267,25 +280,21 @@ def test_an_unannotated_parameter_is_checked_against_its_defaults_type(tmp_path,
         recipe = recipe_from_dict({"name": "x", "plugins": ["untyped_plugin"], "objectives": [entry]})
         return recipe.objectives[0].params
 
-    try:
-        got = params(alpha="3e-1", layers=2.5, mode=7, flag=True, extra=[1, 2])
-        assert got == {"alpha": 0.3, "layers": 2.5, "mode": "7", "flag": True, "extra": [1, 2]}
-        assert params()["layers"] == 2 and isinstance(params(layers=4)["layers"], int)
-        for key, value, message in [
-            ("alpha", "abc", "objectives.0.params.alpha: expected a number, got 'abc'"),
-            ("layers", "many", "objectives.0.params.layers: expected int or float, got 'many'"),
-            ("flag", "yes", "objectives.0.params.flag: expected true or false, got 'yes'"),
-            ("mode", [1], "objectives.0.params.mode: expected a string, got [1]"),
-        ]:
-            with pytest.raises(ConfigError) as info:
-                params(**{key: value})
-            assert str(info.value) == message
-    finally:
-        OBJECTIVES._items.pop("untyped", None)
+    got = params(alpha="3e-1", layers=2.5, mode=7, flag=True, extra=[1, 2])
+    assert got == {"alpha": 0.3, "layers": 2.5, "mode": "7", "flag": True, "extra": [1, 2]}
+    assert params()["layers"] == 2 and isinstance(params(layers=4)["layers"], int)
+    for key, value, message in [
+        ("alpha", "abc", "objectives.0.params.alpha: expected a number, got 'abc'"),
+        ("layers", "many", "objectives.0.params.layers: expected int or float, got 'many'"),
+        ("flag", "yes", "objectives.0.params.flag: expected true or false, got 'yes'"),
+        ("mode", [1], "objectives.0.params.mode: expected a string, got [1]"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            params(**{key: value})
+        assert str(info.value) == message
 
 
 def test_data_summary_and_prepare_take_a_plug_in_dataset_kind(tmp_path, monkeypatch, capsys, manifest_dir):
-    from radtex_bench.data.kinds import DATASETS
 
     plugin(
         tmp_path,
@@ -300,25 +309,18 @@ def test_data_summary_and_prepare_take_a_plug_in_dataset_kind(tmp_path, monkeypa
             '''The manifest kind under another name.'''
     """,
     )
-    try:
-        assert main(["data", "summary", "manifest_alias", str(manifest_dir), "--json"]) == 2
-        assert "unknown dataset kind 'manifest_alias'" in capsys.readouterr().err
-        flags = ["--plugin", "alias_kind_plugin"]
-        assert main(["data", "summary", "manifest", str(manifest_dir), "--json"]) == 0
-        expected = json.loads(capsys.readouterr().out)
-        assert main(["data", "summary", "manifest_alias", str(manifest_dir), "--json", *flags]) == 0
-        assert json.loads(capsys.readouterr().out) == {**expected, "kind": "manifest_alias"}
-        out = tmp_path / "cache"
-        assert (
-            main(
-                ["--quiet", "prepare", "manifest_alias", str(manifest_dir), str(out), "--size", "16", *flags]
-            )
-            == 0
-        )
-        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] == expected["images"]
-        assert main(["list", "datasets", "--plugin", "no_such_module"]) == 2
-        assert capsys.readouterr().err.startswith(
-            "error: --plugin no_such_module: cannot import plug-in module"
-        )
-    finally:
-        DATASETS._items.pop("manifest_alias", None)
+    assert main(["data", "summary", "manifest_alias", str(manifest_dir), "--json"]) == 2
+    assert "unknown dataset kind 'manifest_alias'" in capsys.readouterr().err
+    flags = ["--plugin", "alias_kind_plugin"]
+    assert main(["data", "summary", "manifest", str(manifest_dir), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["data", "summary", "manifest_alias", str(manifest_dir), "--json", *flags]) == 0
+    assert json.loads(capsys.readouterr().out) == {**expected, "kind": "manifest_alias"}
+    out = tmp_path / "cache"
+    assert (
+        main(["--quiet", "prepare", "manifest_alias", str(manifest_dir), str(out), "--size", "16", *flags])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] == expected["images"]
+    assert main(["list", "datasets", "--plugin", "no_such_module"]) == 2
+    assert capsys.readouterr().err.startswith("error: --plugin no_such_module: cannot import plug-in module")
