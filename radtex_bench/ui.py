@@ -85,14 +85,17 @@ class _ConsoleWarnings(logging.Handler):
     """Each warning as a ``warning: ...`` line on the terminal (``run.log`` keeps them all, with times).
 
     Silent under ``--quiet``, and in every process of a torchrun job but the first (each logs the same
-    warnings to its own log). Errors are not printed here: the CLI prints their one ``error:`` line.
+    warnings to its own log). Errors, and warnings logged with ``extra={"terminal": False}`` (the
+    interrupt line), are not printed here: the CLI prints that one line itself.
     """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno != logging.WARNING or is_quiet() or os.environ.get("RANK", "0") != "0":
+        if record.levelno != logging.WARNING or not getattr(record, "terminal", True):
+            return
+        if is_quiet() or os.environ.get("RANK", "0") != "0":
             return
         from rich.text import Text
 
@@ -143,7 +146,7 @@ def log_run_end(exc: BaseException) -> None:
     if isinstance(exc, UserError):
         log.error(error_line(exc))
     elif isinstance(exc, (Interrupted, KeyboardInterrupt)):
-        log.warning(interrupted_line(exc))
+        log.warning(interrupted_line(exc), extra={"terminal": False})  # the CLI prints this line itself
     elif is_out_of_memory(exc):
         log.error(out_of_memory_line(exc), exc_info=exc)
     elif disk_full(exc):
