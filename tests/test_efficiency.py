@@ -150,38 +150,20 @@ def test_aubc_comparisons_show_the_bootstrap_floor_as_an_upper_bound():
     """As in the main comparison table: p at 2/(B+1) is "≤", and significance is read on Holm's p."""
     import pandas as pd
 
+    from radtex_bench.evaluation.efficiency import AUBC_COMPARISONS_HEADER, AUBC_HEADER
     from radtex_bench.reporting.efficiency import aubc_markdown
 
     aubc = pd.DataFrame(
-        [("linear", label, 0.7, 0.6, 0.8, 10, 100, 3) for label in ("a", "b", "c")],
-        columns=[
-            "protocol",
-            "objective",
-            "aubc",
-            "ci_low",
-            "ci_high",
-            "budget_min",
-            "budget_max",
-            "n_budgets",
-        ],
+        [(label, "linear", 0.7, 0.6, 0.8, 10, 100, 3) for label in "abc"], columns=AUBC_HEADER
     )
+    nan = float("nan")
     comparisons = pd.DataFrame(
         [
             ("linear", "a", "b", 0.05, 0.01, 0.09, 2 / 1001, 1000, 0.01),
             ("linear", "a", "c", 0.01, -0.02, 0.04, 0.31, 1000, 0.31),
-            ("linear", "b", "c", 0.0, -0.03, 0.03, float("nan"), 1000, float("nan")),
+            ("linear", "b", "c", 0.0, -0.03, 0.03, nan, 1000, nan),
         ],
-        columns=[
-            "protocol",
-            "objective_a",
-            "objective_b",
-            "diff",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "n_boot",
-            "p_holm",
-        ],
+        columns=AUBC_COMPARISONS_HEADER,
     )
     table = aubc_markdown(aubc, comparisons, ["a", "b", "c"]).splitlines()
     rows = [
