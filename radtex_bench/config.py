@@ -324,28 +324,34 @@ def read_yaml(path: Path) -> Any:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b.0.c=value`` -> (["a", "b", "0", "c"], value parsed as YAML)."""
     if "=" not in text:
-        raise UserError(f"--set {text!r}: expected dotted.key=value, e.g. --set evaluation.seeds=5")
+        raise UserError(f"--set {text}: expected dotted.key=value, e.g. --set evaluation.seeds=5")
     key, _, raw = text.partition("=")
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise UserError(f"--set {text!r}: empty key; expected dotted.key=value")
+        raise UserError(f"--set {text}: empty key; expected dotted.key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        if raw.strip().startswith(("[", "{")):  # meant as a list or mapping: say so, not "got a string"
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UserError(
+                f"--set {text}: the value is not valid YAML ({problem}); write a list as [a, b] and a "
+                "mapping as {k: v}, and quote the whole argument for the shell"
+            ) from None
         value = raw  # not YAML: take it as a plain string
     return key.split("."), value
 
 
-def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> None:
+def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any, text: str | None = None) -> None:
+    """Write ``value`` at the key ``parts`` of ``raw``; ``text`` (the ``--set`` argument) names errors."""
+    label = text or ".".join(parts)
     node: Any = raw
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         where = ".".join(parts[: depth + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise UserError(
-                    f"--set {'.'.join(parts)}: {where} is not an index of a list with {len(node)} entries"
-                )
+                raise UserError(f"--set {label}: {where} is not an index of a list with {len(node)} entries")
             index = int(part)
             if last:
                 node[index] = value
@@ -361,7 +367,7 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
                     node[part] = {}
                 node = node[part]
         else:
-            raise UserError(f"--set {'.'.join(parts)}: {'.'.join(parts[:depth])} is not a mapping or list")
+            raise UserError(f"--set {label}: {'.'.join(parts[:depth])} is not a mapping or list")
 
 
 def objective_parameters(cls: type) -> tuple[list[inspect.Parameter], dict[str, Any], bool]:
@@ -533,7 +539,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequen
         raise UserError(f"{path}: a recipe must be a YAML mapping with at least `name` and `objectives`")
     for text in overrides:
         parts, value = parse_override(text)
-        apply_override(raw, parts, value)
+        apply_override(raw, parts, value, text)
     exclude_objectives(raw, exclude, str(path))
     return _resolve_overridden(raw, overrides, str(path))
 
@@ -547,7 +553,7 @@ def recipe_from_dict(
     raw = copy.deepcopy(dict(raw))
     for text in overrides:
         parts, value = parse_override(text)
-        apply_override(raw, parts, value)
+        apply_override(raw, parts, value, text)
     exclude_objectives(raw, exclude, "the recipe")
     return _resolve_overridden(raw, overrides, None)
 

@@ -125,8 +125,13 @@ def test_overrides(tmp_path):
 @pytest.mark.parametrize(
     "override, fragment",
     [
-        ("evaluation.seeds", "expected dotted.key=value"),
-        ("objectives.3.train.epochs=2", "is not an index of a list with 1 entries"),
+        ("evaluation.seeds", "--set evaluation.seeds: expected dotted.key=value"),
+        (
+            "objectives.3.train.epochs=2",
+            "--set objectives.3.train.epochs=2: objectives.3 is not an index of a list with 1 entries",
+        ),
+        ("evaluation.budgets=[10,", "--set evaluation.budgets=[10,: the value is not valid YAML ("),
+        ("name.first=x", "--set name.first=x: name is not a mapping or list"),
         ("evaluation.seeds=abc", "evaluation.seeds: expected an integer"),
         ("evaluation.seedz=3", "evaluation.seedz: unknown key; did you mean 'seeds'?"),
     ],
