@@ -43,6 +43,30 @@ def module_tmp(request, tmp_path_factory) -> Path:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def registries_restored(monkeypatch):
+    """What a test registers (objectives, dataset kinds, encoders, protocols) is gone after it, with the
+    plug-in modules it imported: later tests (the docs-range checks and `list` walk every registered
+    name) see the built-ins only."""
+    import sys
+    import tempfile
+
+    from radtex_bench.data.kinds import DATASETS
+    from radtex_bench.encoders import ENCODERS
+    from radtex_bench.evaluation.protocols import PROTOCOLS
+    from radtex_bench.objectives import OBJECTIVES
+
+    for registered in (OBJECTIVES, DATASETS, ENCODERS, PROTOCOLS):
+        monkeypatch.setattr(registered, "_items", dict(registered._items))
+        monkeypatch.setattr(registered, "_origin", dict(registered._origin))
+    modules = set(sys.modules)
+    yield
+    temporary = tempfile.gettempdir()
+    for name in set(sys.modules) - modules:  # only the test's own modules, written in tmp_path
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith(temporary):
+            del sys.modules[name]
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     """A small synthetic dataset (manifest layout), generated once per test session."""

@@ -241,7 +241,10 @@ def test_list_aligns_every_description_to_the_longest_name(capsys, what):
     assert main(["list", what]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in lines]
-    starts = {len(line) - len(line[len(name) :].lstrip()) for line, name in zip(lines, names)}
+    described = [
+        (line, name) for line, name in zip(lines, names) if line.strip() != name
+    ]  # a plug-in may have none
+    starts = {len(line) - len(line[len(name) :].lstrip()) for line, name in described}
     assert starts == {max(map(len, names)) + 2}
     if what == "objectives":
         assert "token_classification" in names

@@ -18,22 +18,8 @@ from radtex_bench.objectives import OBJECTIVES, load_plugins
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "objectives.md"
 
 
-@pytest.fixture(autouse=True)
-def _registries_restored(monkeypatch):
-    """What a test registers is gone after it, with the plug-in modules it imported: later tests (the
-    docs-range checks walk every registered objective and kind) see the built-ins only."""
-    from radtex_bench.data.kinds import DATASETS
-    from radtex_bench.encoders import ENCODERS
-    from radtex_bench.evaluation.protocols import PROTOCOLS
-
-    for registered in (OBJECTIVES, DATASETS, ENCODERS, PROTOCOLS):
-        monkeypatch.setattr(registered, "_items", dict(registered._items))
-        monkeypatch.setattr(registered, "_origin", dict(registered._origin))
-    modules = set(sys.modules)
-    yield
-    for name in set(sys.modules) - modules:
-        if name.endswith("_plugin") or name.startswith("docs_example"):
-            del sys.modules[name]
+#: What a test here registers is gone after it (conftest.registries_restored).
+pytestmark = pytest.mark.usefixtures("registries_restored")
 
 
 def docs_example() -> str:

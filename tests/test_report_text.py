@@ -186,7 +186,7 @@ class ReportSpy(Objective):
 """
 
 
-def test_a_text_objective_sees_the_findings_only(mimic_root, tmp_path, monkeypatch):
+def test_a_text_objective_sees_the_findings_only(mimic_root, tmp_path, monkeypatch, registries_restored):
     """Case 02 end to end: every report string handed to a text objective, through the public plug-in API."""
     from radtex_bench.cli import main
 
