@@ -238,12 +238,13 @@ def data_summary(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(soft_wrap=True)  # one line per fact, however long the path
     console.print(
         f"[bold]{kind}[/] at {root}: {summary['images']} images, {summary['studies']} studies, "
         f"{summary['patients']} patients, {summary['reports']} with reports"
     )
-    console.print("views: " + ", ".join(f"{k} {v}" for k, v in summary["views"].items()))
+    views = ", ".join(f"{k} {v}" for k, v in summary["views"].items())
+    console.print("views: " + (views or "not recorded"))
     if "splits" in summary:
         console.print("splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
     table = Table("label", "positive", "negative", "uncertain", "missing")

@@ -219,3 +219,11 @@ def test_what_every_kind_must_give_is_checked_once_for_all(
     _faulty_reader(monkeypatch, example_kind, fault)
     with pytest.raises(DataError, match=re.escape(message)):
         _load(write_png_folder(tmp_path / "pngs"))
+
+
+def test_data_summary_of_a_kind_without_views_says_so(example_kind, tmp_path, capsys):
+    root = write_png_folder(tmp_path / "pngs")
+    assert main(["data", "summary", KIND, str(root), "--plugin", example_kind]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{KIND} at {root}: 24 images, 24 studies, 8 patients, 0 with reports"
+    assert lines[1] == "views: not recorded"

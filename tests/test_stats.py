@@ -249,9 +249,14 @@ def test_report_shows_no_spread_for_a_single_seed():
             {**base, "objective": "three_seeds", "macro_auc": 0.65, "macro_auc_std": 0.02},
         ]
     )
-    one, three = summary_markdown(summary, ["one_seed", "three_seeds"]).splitlines()[4:6]
+    lines = summary_markdown(summary, ["one_seed", "three_seeds"]).splitlines()
+    one, three = lines[4:6]
     assert one == "| one_seed | **0.700** [0.600, 0.800] |"
     assert three == "| three_seeds | 0.650 ± 0.020 [0.600, 0.800] |"
+    assert lines[0].endswith("test split, mean ± std over seeds [95% patient-bootstrap interval]")
+    # No cell with a spread: the caption does not promise one.
+    caption = summary_markdown(summary.iloc[:1], ["one_seed"]).splitlines()[0]
+    assert caption == "**linear protocol**: macro AUROC on the test split [95% patient-bootstrap interval]"
 
 
 def test_summary_marks_cells_whose_macro_averages_fewer_pathologies():

@@ -142,7 +142,11 @@ def win_loss(comparisons: pd.DataFrame, path: Path, order: list[str], alpha: flo
     ax.set_yticklabels(labels, fontsize=8)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, "" if i == j else str(wins[i, j]), ha="center", va="center", fontsize=9)
+            dark = wins[i, j] > wins.max() / 2  # white on the dark greens, black on the pale ones
+            colour = "white" if dark else "black"
+            ax.text(
+                j, i, "" if i == j else str(wins[i, j]), ha="center", va="center", fontsize=9, color=colour
+            )
     ax.set_xlabel("loses")
     ax.set_ylabel("wins")
     adjusted = "Holm-adjusted " if column == "p_holm" else ""

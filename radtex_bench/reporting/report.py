@@ -62,9 +62,10 @@ def summary_markdown(
                 text += f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
             return text
 
+        # "± std" only where a spread is shown: not with one seed, nor for zero-shot's single cell.
+        spread = ", mean ± std over seeds" if part["macro_auc_std"].notna().any() else ""
         lines.append(
-            f"**{protocol} protocol**: macro AUROC on the test split, mean ± std over seeds "
-            "[95% patient-bootstrap interval]\n"
+            f"**{protocol} protocol**: macro AUROC on the test split{spread} [95% patient-bootstrap interval]\n"
         )
         lines += budget_table(part, protocol, order, names, partial, cell)
         lines.append("")
