@@ -194,6 +194,18 @@ def test_split_and_view_spellings_of_a_plug_in_kind_are_made_canonical(example_k
     assert sorted(set(table.frame["view"])) == ["AP", "PA"]
 
 
+def test_data_summary_counts_a_plug_in_kinds_views_in_their_canonical_spelling(
+    example_kind, tmp_path, monkeypatch
+):
+    from radtex_bench.data.summary import summarise
+
+    def fault(frame):
+        frame["view"] = np.where(frame["patient_id"] == "P0", "pa", "AP supine")
+
+    _faulty_reader(monkeypatch, example_kind, fault)
+    assert summarise(KIND, str(write_png_folder(tmp_path / "pngs")))["views"] == {"AP": 21, "PA": 3}
+
+
 @pytest.mark.parametrize(
     "fault, message",
     [

@@ -94,7 +94,7 @@ def _subset_manifest(kind: str, root: str, n: int, seed: int, folder: Path) -> P
     from ..data.kinds import DatasetSpec
     from ..errors import DataError
 
-    table = DatasetSpec.from_plain({"kind": kind, "root": root}, "bench").reader("bench").read()
+    table = DatasetSpec.from_plain({"kind": kind, "root": root}, "bench").read("bench")
     frame = table.frame[table.frame["view"].isin(["PA", "AP"]) | (table.frame["view"] == "")]
     frame = frame[files_present(frame["path"])]
     if len(frame) == 0:

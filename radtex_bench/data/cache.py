@@ -229,7 +229,7 @@ def prepare(
     spec = DatasetSpec.from_plain({"kind": kind, "root": root, "views": None, **options}, "prepare")
     if hasattr(spec.options, "read_reports") and "read_reports" not in options:
         spec = spec.replace(read_reports=False)  # pixels only: MIMIC's 227k report files are not needed
-    table = spec.reader("prepare").read()
+    table = spec.read("prepare")
     if spec.options.views is not None:
         from .views import filter_views  # the rule a run applies, so the cache holds what it reads
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from ..errors import DataError
 from . import reports
-from .columns import files_present, normalise_views
+from .columns import files_present
 from .kinds import DatasetSpec
-from .splits import assign_patient_splits, check_patient_disjoint, normalise_split
+from .splits import assign_patient_splits, check_patient_disjoint
 from .table import ImageTable
 from .views import filter_views
 
@@ -35,11 +35,10 @@ def load_table(
 ) -> ImageTable:
     """``image_size``: the side the model is fed; a pixel cache smaller than that is refused."""
     opts = spec.options
-    table = spec.reader(where).read()
-    source = f"{where} ({spec.kind} at {getattr(opts, 'root', None) or 'the built-in generator'})"
+    table = spec.read(where)
+    source = spec.source(where)
     if len(table) == 0:
         raise DataError(f"{source}: the dataset lists no images; check `root`")
-    _check_reader_output(table, source)
 
     table = filter_views(table, opts.views, source, where)
 
@@ -55,35 +54,6 @@ def load_table(
     if check_files:
         table = _check_images(table, spec, on_bad_image, source, image_size, where)
     return table
-
-
-def _check_reader_output(table: ImageTable, source: str) -> None:
-    """What every kind must give, checked once here so a plug-in kind gets it too: unique image ids,
-    a patient for every image, split names and view names in their canonical spelling (``val`` ->
-    ``validate``, ``pa`` / ``AP SUPINE`` -> ``PA`` / ``AP``). The built-in kinds already give that."""
-    frame = table.frame
-    duplicated = frame["image_id"].duplicated()
-    if duplicated.any():
-        raise DataError(
-            f"{source}: image_id {frame['image_id'][duplicated].iloc[0]!r} is listed more than once; "
-            "every image needs its own id (a dataset kind lists each image once)"
-        )
-    blank = frame["patient_id"].str.strip() == ""
-    if blank.any():
-        raise DataError(
-            f"{source}: {int(blank.sum())} image(s) have no patient_id (e.g. {frame['image_id'][blank].iloc[0]!r}); "
-            "splits and intervals are by patient, so every image needs one"
-        )
-    mapping = {}
-    for value in frame["split"].unique():
-        try:
-            mapping[value] = normalise_split(value)
-        except ValueError:
-            raise DataError(
-                f"{source}: unknown split {value!r}; use train, validate, test or blank"
-            ) from None
-    frame["split"] = frame["split"].map(mapping)
-    frame["view"] = normalise_views(frame["view"]).to_numpy()
 
 
 def _undecodable(paths: list[str]) -> list[tuple[str, str]]:

@@ -30,7 +30,7 @@ def summarise(kind: str, root: str, **options: Any) -> dict[str, Any]:
         stored = stored_params(Path(root).expanduser()) or {}
         options = {k: stored[k] for k in ("n", "size", "seed") if k in stored} | options
     spec = DatasetSpec.from_plain({"kind": kind, "root": root, "views": None, **options}, "data")
-    table = spec.reader("data").read()
+    table = spec.read("data")
     frame = table.frame
     views = Counter(v for v in frame["view"] if v)
     # The text objectives' definition of the report, not the raw text (SPEC §6).
