@@ -18,16 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import (
-    Interrupted,
-    UserError,
-    disk_full,
-    disk_full_line,
-    error_line,
-    interrupted_line,
-    is_out_of_memory,
-    out_of_memory_line,
-)
+from .errors import Interrupted, UserError, error_line, interrupted_line, resource_line
 
 app = typer.Typer(
     name="radtex-bench",
@@ -441,11 +432,11 @@ def main(argv: list[str] | None = None) -> int:
         log_path = _log_path_from(argv)
         if _options["debug"]:
             traceback.print_exc()
-        if is_out_of_memory(exc):  # one the API did not place (run names the objective or stage itself)
-            print(out_of_memory_line(exc), file=sys.stderr)
-            return 2
-        if disk_full(exc):  # a write outside radtex_bench.io (a log, a tracker, a library's cache)
-            print(disk_full_line(exc), file=sys.stderr)
+        # Memory the API did not place (run names the objective or stage itself), or a full disk met
+        # outside radtex_bench.io (a log, a tracker, a library's cache).
+        line = resource_line(exc)
+        if line is not None:
+            print(line, file=sys.stderr)
             return 2
         where = f"the traceback is in {log_path}; " if log_path and log_path.exists() else ""
         print(

@@ -92,6 +92,17 @@ def disk_full_line(exc: BaseException) -> str:
     )
 
 
+def resource_line(exc: BaseException) -> str | None:
+    """The ``error: ...`` line of running out of memory or disk that no stage turned into a
+    :class:`UserError` (the user fixes it with smaller settings or more space: exit code 2), or ``None``
+    for any other exception. The CLI prints it and ``run.log`` records it."""
+    if is_out_of_memory(exc):
+        return out_of_memory_line(exc)
+    if disk_full(exc):
+        return disk_full_line(exc)
+    return None
+
+
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; work stopped at a safe point after writing a checkpoint."""
 

@@ -132,24 +132,15 @@ def log_run_end(exc: BaseException) -> None:
     line; any other exception is ``internal error: <type>: <message>`` with its traceback. Only the logger
     writes it (the terminal line comes from the CLI, so nothing is printed twice).
     """
-    from .errors import (
-        Interrupted,
-        UserError,
-        disk_full,
-        disk_full_line,
-        error_line,
-        interrupted_line,
-        is_out_of_memory,
-        out_of_memory_line,
-    )
+    from .errors import Interrupted, UserError, error_line, interrupted_line, is_out_of_memory, resource_line
 
     if isinstance(exc, UserError):
         log.error(error_line(exc))
     elif isinstance(exc, (Interrupted, KeyboardInterrupt)):
         log.warning(interrupted_line(exc), extra={"terminal": False})  # the CLI prints this line itself
-    elif is_out_of_memory(exc):
-        log.error(out_of_memory_line(exc), exc_info=exc)
-    elif disk_full(exc):
-        log.error(disk_full_line(exc))
+    elif (line := resource_line(exc)) is not None:
+        log.error(
+            line, exc_info=exc if is_out_of_memory(exc) else None
+        )  # memory: the traceback tells the stage
     elif isinstance(exc, Exception):
         log.error(f"internal error: {type(exc).__name__}: {exc}", exc_info=exc)
