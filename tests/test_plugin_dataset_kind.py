@@ -17,7 +17,6 @@ from PIL import Image
 
 from radtex_bench import registry
 from radtex_bench.cli import main
-from radtex_bench.data.kinds import DATASETS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
 MODULE = "docs_example_kinds"  # the docs call it my_kinds.py; a name no other test uses
@@ -31,15 +30,12 @@ def docs_example() -> str:
 
 
 @pytest.fixture
-def example_kind(tmp_path, monkeypatch):
+def example_kind(tmp_path, monkeypatch, registries_restored):
     """The docs' module importable from tmp_path; the registry and sys.modules restored afterwards."""
     (tmp_path / f"{MODULE}.py").write_text(docs_example())
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
-    monkeypatch.setattr(DATASETS, "_origin", dict(DATASETS._origin))
     sys.modules.pop(MODULE, None)
-    yield MODULE
-    sys.modules.pop(MODULE, None)
+    return MODULE
 
 
 def write_png_folder(root: Path, patients: int = 8, per_patient: int = 3) -> Path:
