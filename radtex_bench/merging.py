@@ -48,6 +48,7 @@ from .rundir import (
     TOKENIZER_FILE,
     RunDir,
     first_difference,
+    holds_only_logs,
     recipe_labels,
 )
 
@@ -215,7 +216,8 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
 
 
 def check_out(out: Path, sources: Sequence[Source]) -> None:
-    """The merged folder must be new (or empty) and none of the inputs (nor inside one)."""
+    """The merged folder must be new, empty or hold only the log of a merge refused before writing (so a
+    retry works), and must be none of the inputs (nor inside one)."""
     out = Path(out)
     for source in sources:
         root = source.dir.resolve()
@@ -224,7 +226,7 @@ def check_out(out: Path, sources: Sequence[Source]) -> None:
             raise UserError(
                 f"merge: --out {out} is inside the input folder {source.dir}; choose another --out"
             )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or not holds_only_logs(out)):
         raise UserError(f"merge: --out {out} exists and is not empty; choose a new folder")
 
 

@@ -293,8 +293,7 @@ class RunDir:
             raise UserError(f"--out {out} is a file; choose a folder")
         stored = self.stored_recipe()
         if stored is None:
-            # A folder holding only the log of a start that failed validation can be reused.
-            if any(p for p in out.iterdir() if not (p.name.startswith("run.") and p.name.endswith(".log"))):
+            if not holds_only_logs(out):
                 raise UserError(
                     f"--out {out} is not empty and holds no radtex-bench run; choose a new or empty folder"
                 )
@@ -322,6 +321,13 @@ class RunDir:
                         f"{out}: objective '{spec['label']}' was trained with other settings ({diff} differs); "
                         "give it a new label or choose another --out"
                     )
+
+
+def holds_only_logs(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but the logs of a start that stopped before writing results: such a
+    folder is reused by the next ``run`` or ``merge`` into it (a mistake found up front must not block the
+    retry)."""
+    return all(p.name.startswith("run.") and p.name.endswith(".log") for p in folder.iterdir())
 
 
 def _with_current_defaults(stored: dict[str, Any]) -> dict[str, Any]:

@@ -261,3 +261,26 @@ def test_a_folder_given_twice_is_named(tmp_path):
         plan_merge([Source(a, {}, ("x",)), Source(tmp_path / "c", {}, ("y",)), Source(a, {}, ("x",))])
     with pytest.raises(UserError, match=rf"the folder {a} is given twice \(as {a} and {same}\)"):
         plan_merge([Source(a, {}, ("x",)), Source(same, {}, ("x",))])
+
+
+def test_data_changed_since_the_runs_is_refused_and_the_retry_works(runs, tmp_path, capsys):
+    """Splits re-derived from the recipe's data must equal the runs' own; the refusal leaves only the log
+    in --out, so the merge can be retried there once the data is back."""
+    base, _ = runs
+    data = tmp_path / "ds"
+    shutil.copytree(base / "ds", data)
+    folders = [copy_run(base / label, tmp_path / label) for label in ("cap", "rand")]
+    for folder in folders:
+        edit_recipe(folder, lambda r: r["data"]["pretrain"].update(root=str(data)))
+    manifest = data / "manifest.csv"
+    original = manifest.read_text()
+    manifest.write_text("".join(original.splitlines(keepends=True)[:-2]))  # one patient fewer
+    out = tmp_path / "m"
+    capsys.readouterr()
+    assert main(["merge", *map(str, folders), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the evaluation data changed since" in err and "splits.json differs" in err
+    assert sorted(p.name for p in out.iterdir()) == ["run.log"]
+    manifest.write_text(original)
+    assert main(["--quiet", "merge", *map(str, folders), "--out", str(out)]) == 0
+    assert (out / "summary.csv").read_bytes() == (base / "both" / "summary.csv").read_bytes()
