@@ -1,6 +1,7 @@
 """DDP on the CPU (gloo, 2 processes) for the objectives of issue 15: the split batch gives the
-whole-batch loss and gradients (siglip, coca's contrastive part, gloria, moco, byol, vicreg), MoCo's
-queue enqueues every rank's keys, and momentum objectives keep identical ranks while training."""
+whole-batch loss and gradients (siglip, coca's contrastive part, gloria, moco, byol, vicreg, clip with
+ConVIRT's weighting), MoCo's queue enqueues every rank's keys, and momentum objectives keep identical
+ranks while training."""
 
 from __future__ import annotations
 
@@ -31,7 +32,11 @@ PARAMS = {
     "dino": {"hidden_dim": 32, "bottleneck_dim": 16, "output_dim": 32},
     "byol": {"hidden_dim": 32, "projection_dim": 16},
     "vicreg": {"hidden_dim": 32, "projection_dim": 16},
+    # ConVIRT's weighting of clip: an asymmetric loss, each rank's rows against every rank's columns
+    "convirt": {**TEXT, "layers": 1, "image_to_text_weight": 0.75},
 }
+#: Cases that are another objective with other settings.
+OBJECTIVE = {"convirt": "clip"}
 #: The part of each loss that is global over ranks (coca's captioning term is a per-rank token mean, as
 #: in open_clip's CoCaLoss and VirTex).
 PART = {
@@ -41,6 +46,7 @@ PART = {
     "moco": "loss",
     "byol": "loss",
     "vicreg": "loss",  # lightly's VICRegLoss gathers the views for the variance and covariance terms
+    "convirt": "loss",
 }
 TRAINED = ("moco", "dino")
 
@@ -55,11 +61,13 @@ def _one_thread():
 
 
 def make_objective(name: str, out_dir: Path, rank: int = 0, world_size: int = 1, barrier=lambda: None):
-    return set_up_objective(name, PARAMS[name], REPORTS, out_dir, rank, world_size, barrier)
+    return set_up_objective(
+        OBJECTIVE.get(name, name), PARAMS[name], REPORTS, out_dir, rank, world_size, barrier
+    )
 
 
 def whole_batch(name: str, rows: slice = slice(None)) -> dict:
-    return batch_rows(name, REPORTS, rows)
+    return batch_rows(OBJECTIVE.get(name, name), REPORTS, rows)
 
 
 def part_and_grads(objective, name: str, batch: dict, world_size: int = 1):

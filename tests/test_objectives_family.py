@@ -109,13 +109,26 @@ def test_text_capabilities_of_the_new_objectives():
         assert OBJECTIVES.get(name).capabilities() == frozenset(), name
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_one_step_is_finite_and_reaches_the_encoder(name, tmp_path):
-    objective = make(name, tmp_path)
+#: Loss weights at the edge of their range: a term weighted 0 must still reach its parameters.
+ZERO_WEIGHTS = [
+    ("coca", {"contrastive_weight": 0.0}),
+    ("coca", {"caption_weight": 0.0}),
+    ("gloria", {"global_weight": 0.0}),
+    ("gloria", {"local_weight": 0.0}),
+    ("vicreg", {"variance_weight": 0.0}),
+]
+
+
+@pytest.mark.parametrize("name, params", [(name, {}) for name in NEW] + ZERO_WEIGHTS)
+def test_one_step_is_finite_and_reaches_every_trainable_parameter(name, params, tmp_path):
+    objective = make(name, tmp_path, **params)
     out = objective(batch())
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
     out["loss"].backward()
     assert objective.encoder.model.conv1.weight.grad.abs().sum() > 0
+    # DDP (without find_unused_parameters) stops at the second step on a parameter that got no gradient
+    unreached = [k for k, v in objective.named_parameters() if v.requires_grad and v.grad is None]
+    assert not unreached, unreached
     # the text tower, heads and momentum copies are heads, never the exported encoder
     heads = objective.heads_state_dict()
     assert heads and not any(k.startswith("encoder.") for k in heads)

@@ -99,10 +99,12 @@ class CoCaObjective(CappedLogitScale, ReportTextObjective):
         self.multimodal = transformer_decoder(self.width, self.heads, self.multimodal_layers, self.dropout)
         self.output = nn.Linear(self.width, vocab)
         self.output.weight = self.embedding.tokens.weight  # tied
-        # local_loss + gather_with_grad: each rank scores its own rows against all ranks' columns.
+        # local_loss + gather_with_grad: each rank scores its own rows against all ranks' columns. Unit
+        # weights here, ours in forward: CoCaLoss skips a 0-weighted contrastive term, which leaves the
+        # contrastive heads without gradients, and DDP stops on parameters that got none.
         self.loss_fn = CoCaLoss(
-            caption_loss_weight=self.caption_weight,
-            clip_loss_weight=self.contrastive_weight,
+            caption_loss_weight=1.0,
+            clip_loss_weight=1.0,
             pad_id=PAD_ID,
             local_loss=True,
             gather_with_grad=True,
@@ -159,6 +161,7 @@ class CoCaObjective(CappedLogitScale, ReportTextObjective):
         scale = self.logit_scale.exp()
         with torch.autocast(images.device.type, enabled=False):  # both losses in float32
             contrastive, caption = self.loss_fn(image_features, text_features, logits, ids[:, 1:], scale)
+        contrastive, caption = self.contrastive_weight * contrastive, self.caption_weight * caption
         return {
             "loss": contrastive + caption,
             "contrastive_loss": contrastive,
