@@ -323,7 +323,10 @@ def preflight(recipe: Recipe, labels: Sequence[str] | None = None) -> None:
         if labels is None or spec.label in labels:
             OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
     for name in recipe.evaluation.protocols:
-        PROTOCOLS.get(name).preflight(recipe.evaluation.section(name))
+        protocol, config = PROTOCOLS.get(name), recipe.evaluation.section(name)
+        protocol.preflight(config)
+        for i, spec in enumerate(recipe.objectives):
+            protocol.check_objective(config, OBJECTIVES.get(spec.name), f"objectives.{i} ({spec.label})")
 
 
 def pretraining_images(spec, train_table, where: str | None = None):

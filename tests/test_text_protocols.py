@@ -318,3 +318,65 @@ def test_report_says_when_every_generation_is_empty_or_identical(tmp_path):
     assert len(notes) == 2
     assert notes[0].startswith("**empty wrote an empty report for every test image**")
     assert notes[1].startswith('**same wrote the same report for every test image** ("No acute findings.")')
+
+
+PLAIN_WRITER = '''
+import torch
+from torch import nn
+
+from radtex_bench.objectives import Objective, register_objective
+
+
+@register_objective("plain_writer")
+class PlainWriter(Objective):
+    """SPEC section 5's text API as written: generate(images) -> list[str], no decoding options."""
+
+    needs = {"image"}
+
+    def __init__(self, encoder):
+        super().__init__(encoder)
+        self.head = nn.Linear(encoder.out_dim, 1)
+
+    def forward(self, batch):
+        return {"loss": self.head(self.encoder(batch["image"])).pow(2).mean()}
+
+    @torch.no_grad()
+    def generate(self, images):
+        return ["FINDINGS: heart size is normal. IMPRESSION: no acute disease."] * images.shape[0]
+'''
+
+
+def test_a_plugin_generate_of_images_alone_is_scored_and_decoding_options_for_it_are_refused(
+    tmp_path, monkeypatch, capsys, registries_restored
+):
+    (tmp_path / "plain_writer_plugin.py").write_text(PLAIN_WRITER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_manifest(tmp_path / "ds", n=40)
+    train = {"max_steps": 1, "batch_size": 4}
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        tmp_path / "ds",
+        [{"name": "plain_writer", "label": "writer", "train": train}],
+        {"budgets": [4], "seeds": 1, "bootstrap": 10, "protocols": ["generation"]},
+        "plain",
+        plugins=["plain_writer_plugin"],
+    )
+    refused = tmp_path / "refused"
+    argv = ["run", str(recipe), "--device", "cpu", "--out"]
+    assert main([*argv, str(refused), "--set", "evaluation.generation.beam_size=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: evaluation.generation.beam_size: objectives.0 (writer) writes with")
+    assert "generate(images), which takes no beam_size" in err and "\n" not in err
+    assert not (refused / "pretrain").exists()  # refused before any work
+    out = tmp_path / "run"
+    assert main(["--quiet", *argv, str(out)]) == 0
+    rows = pd.read_csv(out / "generation.csv")
+    assert set(rows["objective"]) == {"writer"}
+    assert {"bleu_4", "cider", "ce_f1"} <= set(rows["metric"])
+    generations = pd.read_csv(out / "generations.csv")
+    assert (generations["generated"] == "FINDINGS: heart size is normal. IMPRESSION: no acute disease.").all()
+    # no AUROC protocol ran: no empty summary table, AUPRC section or AUROC plot
+    report = (out / "report.md").read_text()
+    assert "No protocol of this run scores AUROC" in report and "## Report generation" in report
+    assert "## Summary" not in report and "## Macro AUPRC" not in report
+    assert not (out / "plots" / "auc_vs_budget.png").exists()

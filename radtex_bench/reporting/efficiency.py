@@ -37,7 +37,7 @@ def auprc_markdown(
 ) -> str:
     """Macro AUPRC per protocol and budget, mean over seeds [patient-bootstrap interval]; "" when
     summary.csv has no AUPRC. ``partial``: cells marked † as in the AUROC summary (same footnote)."""
-    if "macro_auprc" not in summary.columns:
+    if "macro_auprc" not in summary.columns or summary.empty:
         return ""
     names = names or {}
     lines = [

@@ -172,7 +172,9 @@ def build_report(run_dir: Path) -> Path:
     comparisons = _read(paths.comparisons, required=False)
     order = paths.objective_order(list(dict.fromkeys(summary["objective"])))
     plot_dir = paths.plots
-    plots.auc_vs_budget(summary, plot_dir / "auc_vs_budget.png", order)
+    scores_auroc = not summary.empty  # a run of text-side protocols only (retrieval, generation) has none
+    if scores_auroc:
+        plots.auc_vs_budget(summary, plot_dir / "auc_vs_budget.png", order)
     heatmaps = []
     for protocol in dict.fromkeys(summary["protocol"]):  # summary.csv keeps the recipe's order
         for budget in sorted(results.loc[results["protocol"] == protocol, "budget"].unique()):
@@ -190,15 +192,19 @@ def build_report(run_dir: Path) -> Path:
     name = stored.get("name", run_dir.name)
     names = label_efficiency.budget_names(stored)  # {6: "2%"}: budgets given as percentages
     partial = partial_cells(results)
-    parts = [
-        f"# radtex-bench report: {name}\n",
-        "Per-pathology AUROC of a probe trained on each labelled budget, averaged over pathologies "
-        "(macro) and over seeds. Intervals resample test patients. See docs/evaluation.md for the protocol.\n",
-        "## Summary\n",
-        summary_markdown(summary, order, names, partial),
-        "![macro AUROC vs budget](plots/auc_vs_budget.png)\n",
-        *text_report.zero_labels(summary, results, order),
-    ]
+    parts = [f"# radtex-bench report: {name}\n"]
+    if scores_auroc:
+        parts += [
+            "Per-pathology AUROC of a probe trained on each labelled budget, averaged over pathologies "
+            "(macro) and over seeds. Intervals resample test patients. See docs/evaluation.md for the "
+            "protocol.\n",
+            "## Summary\n",
+            summary_markdown(summary, order, names, partial),
+            "![macro AUROC vs budget](plots/auc_vs_budget.png)\n",
+        ]
+    else:
+        parts.append("No protocol of this run scores AUROC: its results are the text-side sections below.\n")
+    parts += text_report.zero_labels(summary, results, order)
     auprc = label_efficiency.auprc_markdown(summary, order, names, partial)
     if auprc:
         parts += ["## Macro AUPRC\n", auprc]

@@ -156,6 +156,15 @@ class Protocol:
         """
 
     @classmethod
+    def check_objective(cls, config: Any, objective: type, where: str) -> None:
+        """Check, before any work, that the objective class ``objective`` (recipe entry ``where``, e.g.
+        ``objectives.2 (mine)``) can give this protocol what ``config`` asks of it. Optional: the base
+        accepts every objective (one without the :attr:`requires` capabilities is skipped, not refused).
+
+        Raise :class:`radtex_bench.errors.UserError` (or ``ConfigError``) with the fix.
+        """
+
+    @classmethod
     def check_data(cls, data: EvalData, where: str) -> None:
         """Check, before any pretraining, that the evaluation data can feed this protocol. Optional.
 

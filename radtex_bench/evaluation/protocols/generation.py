@@ -1,7 +1,9 @@
 """The ``generation`` protocol: the objective writes a report for every test image that has one.
 
 ``generate(images, beam_size, max_tokens)`` writes one report per test image with a non-empty reference
-report (greedy decoding for ``beam_size`` 1, beam search otherwise). The cell keeps, per scored image,
+report (greedy decoding for ``beam_size`` 1, beam search otherwise). A plug-in's ``generate(images)``
+(SPEC §5) is called without the two: it decodes its own way, and a recipe that sets either for it is
+refused before any work. The cell keeps, per scored image,
 its position in the test split, id, reference and generated text, and the CheXpert labels the report
 labeler (``evaluation.generation.labeler``) extracts from both. The scores (BLEU-1..4, ROUGE-L, CIDEr
 and clinical efficacy) and their patient-bootstrap intervals are computed from those by
@@ -10,7 +12,9 @@ and clinical efficacy) and their patient-bootstrap intervals are computed from t
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,17 +65,33 @@ class GenerationProtocol(Protocol):
     def preflight(cls, config: GenerationConfig) -> None:
         get_labeler(config.labeler)  # a labeler whose weights are missing stops the run before any work
 
+    @classmethod
+    def check_objective(cls, config: GenerationConfig, objective: type, where: str) -> None:
+        generate = getattr(objective, "generate", None)
+        if generate is None:
+            return
+        for key, default in (("beam_size", 1), ("max_tokens", None)):
+            if getattr(config, key) != default and not _takes(generate, key):
+                raise ConfigError(
+                    f"evaluation.generation.{key}",
+                    f"{where} writes with generate(images), which takes no {key}; leave {key} at "
+                    f"{default if default is not None else 'null'} or add a {key} parameter to its generate",
+                )
+
     def run(self, task: CellTask) -> Cell:
         d = self.data
         model = task.encoder.load_model()
         references = [str(r) for r in d.table.frame["report"].to_numpy()[d.test]]
         scored = np.array([i for i, r in enumerate(references) if normalise_report(r)], dtype=np.int64)
         generated = [""] * len(scored)
+        options = {  # a plug-in's generate(images) gets neither (check_objective refused settings for it)
+            key: getattr(self.config, key)
+            for key in ("beam_size", "max_tokens")
+            if _takes(model.generate, key)
+        }
         for positions, images in self.image_batches(d.test[scored], task.encoder.normalization):
             with autocast(self.device):
-                texts = model.generate(
-                    images, beam_size=self.config.beam_size, max_tokens=self.config.max_tokens
-                )
+                texts = model.generate(images, **options)
             for i, text in zip(positions, texts):
                 generated[int(i)] = str(text)
         refs = [references[i] for i in scored]
@@ -92,3 +112,9 @@ class GenerationProtocol(Protocol):
                 "generated_labels": labeler.label_reports(generated),
             },
         )
+
+
+def _takes(function: Any, name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name`` (by name or through ``**kwargs``)."""
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
