@@ -217,6 +217,28 @@ def test_vit_image_size_must_be_a_multiple_of_the_patch_size():
         recipe_from_dict(_recipe("timm:swin_tiny_patch4_window7_224", 40))
 
 
+def test_models_built_for_one_size_are_refused_at_another_before_any_work(tmp_path, capsys):
+    """BEiT takes 224 px only (a multiple of its patch size is not enough); LeViT's tokens lay out on no
+    grid at any size. Both used to pass validation and stop the run with a traceback."""
+    from radtex_bench.cli import main
+
+    beit = "timm:beit_base_patch16_224"
+    assert recipe_from_dict(_recipe(beit, 224)).encoder.image_size == 224
+    with pytest.raises(ConfigError) as info:
+        recipe_from_dict(_recipe(beit, 64))
+    message = str(info.value)
+    assert message.startswith(f"encoder.image_size: {beit} fails on a 64 px image (AssertionError: ")
+    assert message.endswith("use encoder.image_size: 224 (the size it is built for)")
+    with pytest.raises(ConfigError, match="it cannot serve as an encoder here; choose another encoder"):
+        recipe_from_dict(_recipe("timm:levit_128s", 224))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(beit, 64)))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {recipe}: encoder.image_size: {beit} fails on a 64 px image")
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 # -- input normalisation ---------------------------------------------------------------------------
 
 
@@ -351,7 +373,7 @@ def test_timm_imagenet_loads_weights_from_the_local_cache(hub_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_vit_tiny_runs_captioning_clip_and_linear_end_to_end(tmp_path, synthetic_dir):
+def test_vit_tiny_runs_captioning_and_clip_through_every_protocol(tmp_path, synthetic_dir):
     from conftest import TINY_CAPTIONING, write_tiny_recipe
 
     from radtex_bench.cli import main
@@ -365,7 +387,14 @@ def test_vit_tiny_runs_captioning_clip_and_linear_end_to_end(tmp_path, synthetic
             {"name": "captioning", "params": TINY_CAPTIONING, "train": train},
             {"name": "clip", "params": clip, "train": train},
         ],
-        {"budgets": [4, 8], "seeds": 1, "bootstrap": 10, "protocols": ["linear"]},
+        {
+            "budgets": [8],
+            "seeds": 1,
+            "bootstrap": 10,
+            "protocols": ["linear", "knn", "finetune", "zeroshot", "retrieval", "generation"],
+            "finetune": {"epochs": 1, "min_steps": 1},
+            "generation": {"max_tokens": 6},
+        },
         "vit",
     )
     raw = yaml.safe_load(recipe.read_text())
@@ -374,8 +403,15 @@ def test_vit_tiny_runs_captioning_clip_and_linear_end_to_end(tmp_path, synthetic
     recipe.write_text(yaml.safe_dump(raw))
     out = tmp_path / "run"
     assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]) == 0
-    summary = (out / "summary.csv").read_text().splitlines()
-    assert {line.split(",")[0] for line in summary[1:]} == {"captioning", "clip"}
+    summary = [line.split(",") for line in (out / "summary.csv").read_text().splitlines()[1:]]
+    cells = {(row[0], row[1]) for row in summary}
+    for protocol in ("linear", "knn", "finetune", "zeroshot"):  # a ViT grid and class token through each
+        assert {("captioning", protocol), ("clip", protocol)} <= cells, protocol
+    assert all(0.0 <= float(row[3]) <= 1.0 for row in summary)  # macro AUROC of every cell
+    retrieval = (out / "retrieval.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in retrieval[1:]} == {"captioning", "clip"}
+    generation = (out / "generation.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in generation[1:]} == {"captioning"}
     for label in ("captioning", "clip"):
         weights = out / "pretrain" / label / "encoder.safetensors"
         assert read_metadata(weights)["format"] == "timm"

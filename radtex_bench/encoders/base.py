@@ -16,6 +16,7 @@ metadata says how (``format``, ``model``) and which normalisation the encoder ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class EncoderSpec:
     imagenet_weights: str = ""
     #: One line for ``radtex-bench list encoders``.
     description: str = ""
+    #: The image size the model is built for (timm's ``input_size``), always accepted; 0 = none.
+    native_size: int = 0
 
 
 #: Resolves ``<prefix>:<rest>`` names (``timm:convnext_small``) that are not registered one by one.
@@ -127,15 +130,59 @@ def register_encoder(spec: EncoderSpec) -> EncoderSpec:
 
 
 def check_image_size(name: str, image_size: int, where: str) -> None:
-    """``image_size`` must be a multiple of the encoder's stride (a ViT's patch size)."""
+    """``image_size`` must be a multiple of the encoder's stride (a ViT's patch size), and the encoder
+    must take it: some models are built for one size only (timm's BEiT, CaiT, PiT, LeViT), which only a
+    forward pass shows (:func:`_probe`)."""
     spec = ENCODERS.get(name)
-    if image_size % spec.stride:
+    if image_size % spec.stride and image_size != spec.native_size:
         lower = image_size // spec.stride * spec.stride
         raise ConfigError(
             where,
             f"{image_size} is not a multiple of {spec.stride} ({stride_text(spec)}); use "
             f"{max(lower, spec.stride)} or {lower + spec.stride}",
         )
+    failure = _probe(spec, image_size)
+    if failure:
+        raise ConfigError(where, failure)
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(spec: EncoderSpec, image_size: int) -> str:
+    """Why ``spec``'s encoder cannot encode one ``[1, 3, image_size, image_size]`` image ("" when it can).
+
+    On the meta device first (shapes only: no memory, no arithmetic); an error there is confirmed on the
+    CPU, since a few operations have no meta implementation. An encoder that cannot even be built here
+    is left to fail where it is built, with its own message.
+    """
+    failure = ""
+    for device in ("meta", "cpu"):
+        try:
+            with torch.device(device):
+                encoder = spec.family(spec.name).eval()  # one image: BatchNorm on running statistics
+        except Exception:  # noqa: BLE001 - the build itself is not what is checked here
+            return ""
+        images = torch.zeros(1, 3, image_size, image_size, device=device)
+        try:
+            with torch.no_grad():
+                grid = encoder.forward_features(images)  # [1, C, h, w]
+                pooled = encoder(images)  # [1, D]
+            if grid.ndim != 4 or pooled.shape != (1, encoder.out_dim):
+                raise RuntimeError(
+                    f"its grid is {tuple(grid.shape)} and its pooled feature {tuple(pooled.shape)}, not "
+                    f"[1, C, h, w] and [1, {encoder.out_dim}]"
+                )
+            return ""
+        except Exception as exc:  # noqa: BLE001 - any failure: the model does not take this input
+            message = str(exc).strip().splitlines()
+            failure = f"{type(exc).__name__}: {message[0] if message else ''}".rstrip(": ")
+    native = spec.native_size
+    if native and native != image_size:
+        fix = f"use encoder.image_size: {native} (the size it is built for)"
+    elif native:  # fails at its own size: its outputs are not an image grid and a feature
+        fix = "it cannot serve as an encoder here; choose another encoder"
+    else:
+        fix = "use another encoder.image_size or another encoder"
+    return f"{spec.name} fails on a {image_size} px image ({failure}); {fix}"
 
 
 def stride_text(spec: EncoderSpec) -> str:

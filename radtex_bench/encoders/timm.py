@@ -222,6 +222,7 @@ def resolve_timm(model: str) -> EncoderSpec:
         raise UserError(f"timm:{model} cannot be built with timm {timm.__version__}")
     stride, reason = _stride(built)
     out_dim = int(getattr(built, "head_hidden_size", None) or built.num_features)
+    size = (getattr(built, "pretrained_cfg", None) or {}).get("input_size")
     return EncoderSpec(
         f"timm:{model}",
         TimmEncoder,
@@ -231,6 +232,7 @@ def resolve_timm(model: str) -> EncoderSpec:
         stride_reason=reason,
         options=options,
         description="timm model",
+        native_size=int(size[-1]) if size else 0,
     )
 
 
