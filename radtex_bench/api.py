@@ -319,9 +319,14 @@ def preflight(recipe: Recipe, labels: Sequence[str] | None = None) -> None:
     from .tracking import check_trackers
 
     check_trackers(recipe.logging.trackers)
-    for spec in recipe.objectives:
+    for i, spec in enumerate(recipe.objectives):
         if labels is None or spec.label in labels:
-            OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
+            try:
+                OBJECTIVES.get(spec.name).preflight(recipe.encoder.name, dict(spec.params))
+            except UserError as exc:
+                if not str(exc).startswith("params."):
+                    raise
+                raise UserError(f"objectives.{i}.{exc}") from None  # the recipe key, as validation names it
     for name in recipe.evaluation.protocols:
         protocol, config = PROTOCOLS.get(name), recipe.evaluation.section(name)
         protocol.preflight(config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from conftest import write_tiny_recipe
@@ -119,21 +121,35 @@ def test_captioning_decoder_from_the_folder(bert_folder, tmp_path):
     assert scores.shape == (2, 2) and torch.isfinite(scores).all() and (scores <= 0).all()
 
 
-def test_clip_with_a_local_bert_runs_end_to_end_offline(bert_folder, tmp_path, manifest_dir):
+def test_clip_and_captioning_with_a_local_bert_run_end_to_end_offline(bert_folder, tmp_path, manifest_dir):
     train = {"max_steps": 2, "batch_size": 8, "log_every": 1}
     params = {"embed_dim": 8, "text_model": str(bert_folder), "freeze_layers": 1, "max_length": 32}
+    captioning = {"text_model": str(bert_folder), "max_length": 32}
     recipe = write_tiny_recipe(
         tmp_path / "bert.yaml",
         manifest_dir,
-        [{"name": "clip", "label": "clip-bert", "params": params, "train": train}],
-        {"budgets": [4], "seeds": 1, "bootstrap": 0},
+        [
+            {"name": "clip", "label": "clip-bert", "params": params, "train": train},
+            {"name": "captioning", "label": "cap-bert", "params": captioning, "train": train},
+        ],
+        {
+            "budgets": [4],
+            "seeds": 1,
+            "bootstrap": 0,
+            "protocols": ["linear", "generation"],
+            "generation": {"max_tokens": 6},
+        },
         "bert",
     )
     out = tmp_path / "run"
     assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]) == 0
     heads = load_file(str(out / "pretrain" / "clip-bert" / "heads.safetensors"))
     assert "text.model.encoder.layer.1.output.dense.weight" in heads
-    assert (out / "summary.csv").read_text().count("clip-bert,linear") == 1
+    summary = (out / "summary.csv").read_text()
+    assert summary.count("clip-bert,linear") == 1 and summary.count("cap-bert,linear") == 1
+    # the decoder built from the folder is rebuilt from heads.safetensors and writes
+    generations = (out / "generations.csv").read_text().splitlines()
+    assert len(generations) > 1 and all(line.split(",")[0] == "cap-bert" for line in generations[1:])
 
 
 def test_missing_folder_is_exit_2_naming_it(tmp_path, manifest_dir, capsys):
@@ -146,15 +162,35 @@ def test_missing_folder_is_exit_2_naming_it(tmp_path, manifest_dir, capsys):
     )
     assert main(["--quiet", "run", str(recipe), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "params.text_model" in err and "no-such-model is not a folder" in err
+    assert (
+        err.startswith("error: objectives.0.params.text_model: ") and "no-such-model is not a folder" in err
+    )
     assert not (tmp_path / "run" / "pretrain").exists()
+
+
+def test_a_folder_without_weights_is_refused_before_any_work(bert_folder, tmp_path, manifest_dir, capsys):
+    folder = tmp_path / "no-weights"
+    shutil.copytree(bert_folder, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    recipe = write_tiny_recipe(
+        tmp_path / "r.yaml",
+        manifest_dir,
+        [{"name": "random"}, {"name": "clip", "params": {"text_model": str(folder), "max_length": 32}}],
+        {"budgets": [4], "seeds": 1},
+        "r",
+    )
+    assert main(["--quiet", "run", str(recipe), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: objectives.1.params.text_model: no weights in {folder} (looked for")
+    assert "\n" not in err
+    assert not (tmp_path / "run").exists()  # refused before any work: no splits, no pretrain folder
 
 
 def test_folder_problems_are_found_before_any_work(bert_folder, tmp_path):
     clip = OBJECTIVES.get("clip")
     no_tokenizer = tmp_path / "weights-only"
     no_tokenizer.mkdir()
-    (no_tokenizer / "config.json").write_text((bert_folder / "config.json").read_text())
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(bert_folder / name, no_tokenizer / name)
     with pytest.raises(UserError, match="no tokenizer in .*weights-only"):
         clip.preflight("resnet18", {"text_model": str(no_tokenizer), "max_length": 32, "freeze_layers": 0})
     with pytest.raises(UserError, match=r"config.json not found"):

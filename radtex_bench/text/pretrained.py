@@ -82,9 +82,25 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+#: What ``from_pretrained`` reads the weights from (one file, or the index of a sharded set).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def check_text_model(path: str | Path, max_length: int, freeze_layers: int, where: str) -> None:
-    """Everything that needs only the folder, before any work: config, tokenizer, special tokens, sizes."""
+    """Everything that needs only the folder, before any work: config, weights file, tokenizer, special
+    tokens, sizes."""
     config = load_config(path, where)
+    folder = Path(path).expanduser()
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(
+            f"{where}: no weights in {folder} (looked for {', '.join(WEIGHT_FILES)}); copy the model's weights "
+            "file next to its config.json (save_pretrained writes model.safetensors)"
+        )
     PretrainedTokenizer.load(path, where)
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and max_length > positions:
