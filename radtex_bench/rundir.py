@@ -7,6 +7,7 @@ defined once::
     DIR/efficiency.csv  aubc.csv  aubc_comparisons.csv
     DIR/report.md  plots/*.png  skipped_images.txt
     DIR/retrieval.csv  retrieval_chance.csv  generation.csv  generations.csv   text-side protocols
+    DIR/text_comparisons.csv                     their paired differences between objectives
     DIR/protocol_skips.csv                       protocols that could not score an objective, and why
     DIR/pretrain/images.csv                      the images pretraining used (image_id,path)
     DIR/pretrain/overlap.json                    evaluation images left out of pretraining, if any
@@ -162,6 +163,13 @@ class RunDir:
     def generations(self) -> Path:
         """``objective,image_id,reference,generated``: every generated report."""
         return self.root / "generations.csv"
+
+    @property
+    def text_comparisons(self) -> Path:
+        """Paired differences of the retrieval and generation metrics between objectives (Holm within a
+        protocol): ``protocol,direction,metric,objective_a,objective_b,diff,ci_low,ci_high,p_value,n_boot,
+        p_holm``."""
+        return self.root / "text_comparisons.csv"
 
     @property
     def protocol_skips(self) -> Path:

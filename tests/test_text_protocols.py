@@ -21,6 +21,35 @@ from radtex_bench.evaluation.text_tables import (
     weighted_median,
 )
 
+# -- zero-shot ---------------------------------------------------------------------------------------
+
+
+def test_zeroshot_scores_are_mean_positive_minus_mean_negative_prompt_scores():
+    """CheXzero's rule: sigmoid(mean s(x, P+) - mean s(x, P-)); the cell keeps the log-odds. A prompt
+    two pathologies share is scored once and read by both."""
+    from radtex_bench.evaluation.prompts import PromptSet
+    from radtex_bench.evaluation.protocols.zeroshot import log_odds, prompt_columns
+
+    prompts = {
+        "Edema": PromptSet(positive=("edema", "pulmonary edema"), negative=("no acute process",)),
+        "Cardiomegaly": PromptSet(positive=("cardiomegaly",), negative=("no acute process", "normal heart")),
+    }
+    texts, columns = prompt_columns(prompts, ["Edema", "Cardiomegaly"])
+    assert texts == ["edema", "pulmonary edema", "no acute process", "cardiomegaly", "normal heart"]
+    table = {
+        "edema": 2.0,
+        "pulmonary edema": 4.0,
+        "no acute process": 1.0,
+        "cardiomegaly": 0.5,
+        "normal heart": 3.0,
+    }
+    similarity = np.array([[table[t] * (i + 1) for t in texts] for i in range(3)])  # [3 images, 5 prompts]
+    got = log_odds(similarity, columns)
+    for i in range(3):
+        assert got[i, 0] == pytest.approx((i + 1) * ((2.0 + 4.0) / 2 - 1.0))
+        assert got[i, 1] == pytest.approx((i + 1) * (0.5 - (1.0 + 3.0) / 2))
+
+
 # -- retrieval ---------------------------------------------------------------------------------------
 
 
@@ -379,4 +408,8 @@ def test_a_plugin_generate_of_images_alone_is_scored_and_decoding_options_for_it
     report = (out / "report.md").read_text()
     assert "No protocol of this run scores AUROC" in report and "## Report generation" in report
     assert "## Summary" not in report and "## Macro AUPRC" not in report
+    # the manifest's references ("nothing acute") are positive for nothing: CE F1 is undefined, and said so
+    assert (rows.loc[rows["metric"].str.startswith("ce_"), "value"].isna()).all()
+    assert "**Undefined CE F1** (no reference report of a scored test image is positive for it" in report
+    assert "Cardiomegaly, Edema. `ce_f1`, `ce_precision` and `ce_recall` average the other 0" in report
     assert not (out / "plots" / "auc_vs_budget.png").exists()

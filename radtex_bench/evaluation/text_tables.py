@@ -26,10 +26,20 @@ reference report is positive for it, since no generation could then be right. ``
 ``ce_precision`` and ``ce_recall`` are the macro averages over the pathologies where they are defined
 (report.md names the undefined ones); ``ce_f1_micro`` pools TP, FP and FN over all of them, undefined
 pathologies' false positives included. Replicates sum patient-weighted TP, FP and FN.
+
+**Paired comparisons** (``text_comparisons.csv``: ``protocol,direction,metric,objective_a,objective_b,
+diff,ci_low,ci_high,p_value,n_boot,p_holm``). Every objective scores the same queries, pools and
+generated-for images, and every replicate is the same patient resample for all of them, so the
+difference ``A - B`` of a metric has a paired bootstrap interval and two-sided p-value
+(:func:`~radtex_bench.evaluation.stats.paired_comparison`, as comparisons.csv). Retrieval compares the
+four metrics per direction (``median_rank``: lower is better, so a negative difference favours A);
+generation the language metrics and the four clinical-efficacy averages (``direction`` empty). ``p_holm``
+is Holm-adjusted within each protocol's family: all its pairs, directions and metrics.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,12 +52,26 @@ from ..rundir import RunDir
 from ..seeds import derive_seed
 from ..text.metrics import METRICS, bootstrap_scores, corpus_scores, generation_stats
 from .protocols import Cell
-from .stats import patient_bootstrap_weights, percentile_interval
+from .results import with_holm
+from .stats import paired_comparison, patient_bootstrap_weights, percentile_interval
 
 RETRIEVAL_HEADER = ("objective", "direction", "metric", "value", "ci_low", "ci_high")
 CHANCE_HEADER = ("direction", "metric", "value")
 GENERATION_HEADER = ("objective", "metric", "value", "ci_low", "ci_high")
 GENERATIONS_HEADER = ("objective", "image_id", "reference", "generated")
+TEXT_COMPARISONS_HEADER = (
+    "protocol",
+    "direction",
+    "metric",
+    "objective_a",
+    "objective_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_boot",
+    "p_holm",
+)
 SKIPS_HEADER = ("objective", "protocol", "reason")
 
 DIRECTIONS = ("image_to_report", "report_to_image")
@@ -81,6 +105,18 @@ def _ordered(cells: Sequence[Cell], key: str, order: Sequence[str]) -> list[Cell
     rank = {label: i for i, label in enumerate(order)}
     chosen = [c for c in cells if key in c.extra]
     return sorted(chosen, key=lambda c: (rank.get(c.objective, len(rank)), c.objective))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One metric of one objective: its value on the test set and its ``[n_boot]`` replicates (None
+    without a bootstrap). ``direction`` is empty for generation metrics."""
+
+    objective: str
+    direction: str
+    metric: str
+    value: float
+    replicates: np.ndarray | None
 
 
 def _row(settings: BootstrapSettings, value: float, replicates: np.ndarray | None) -> tuple:
@@ -123,10 +159,10 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # -- retrieval ----------------------------------------------------------------------------------------
 
 
-def retrieval_rows(
-    cells: Sequence[Cell], weights: np.ndarray | None, settings: BootstrapSettings, order: Sequence[str]
-) -> list[tuple]:
-    rows = []
+def retrieval_estimates(
+    cells: Sequence[Cell], weights: np.ndarray | None, order: Sequence[str]
+) -> list[Estimate]:
+    out = []
     for cell in _ordered(cells, "image_to_report_rank", order):
         for direction in DIRECTIONS:
             ranks = cell.extra[f"{direction}_rank"]
@@ -137,11 +173,20 @@ def retrieval_rows(
                 hit = (r <= k).astype(np.float64)
                 value = hit.mean() if len(r) else np.nan
                 reps = _weighted_mean(hit, w) if w is not None else None
-                rows.append((cell.objective, direction, f"R@{k}", *_row(settings, value, reps)))
+                out.append(Estimate(cell.objective, direction, f"R@{k}", value, reps))
             value = float(np.median(r)) if len(r) else np.nan
             reps = weighted_median(r, w) if w is not None else None
-            rows.append((cell.objective, direction, "median_rank", *_row(settings, value, reps)))
-    return rows
+            out.append(Estimate(cell.objective, direction, "median_rank", value, reps))
+    return out
+
+
+def retrieval_rows(
+    cells: Sequence[Cell], weights: np.ndarray | None, settings: BootstrapSettings, order: Sequence[str]
+) -> list[tuple]:
+    return [
+        (e.objective, e.direction, e.metric, *_row(settings, e.value, e.replicates))
+        for e in retrieval_estimates(cells, weights, order)
+    ]
 
 
 def chance_recall(pool_size: np.ndarray, n_correct: np.ndarray, k: int) -> float:
@@ -206,14 +251,10 @@ def clinical_efficacy(
     return out
 
 
-def generation_rows(
-    cells: Sequence[Cell],
-    weights: np.ndarray | None,
-    settings: BootstrapSettings,
-    pathologies: Sequence[str],
-    order: Sequence[str],
-) -> list[tuple]:
-    rows = []
+def generation_estimates(
+    cells: Sequence[Cell], weights: np.ndarray | None, pathologies: Sequence[str], order: Sequence[str]
+) -> list[Estimate]:
+    out = []
     ce = [p for p in pathologies if p in CHEXPERT_14]
     columns = [CHEXPERT_14.index(p) for p in ce]
     for cell in _ordered(cells, "generated", order):
@@ -224,14 +265,63 @@ def generation_rows(
         replicates = bootstrap_scores(stats, w) if w is not None else None
         for name in METRICS:
             reps = replicates[name] if replicates is not None else None
-            rows.append((cell.objective, name, *_row(settings, observed[name], reps)))
+            out.append(Estimate(cell.objective, "", name, observed[name], reps))
         gen, ref = x["generated_labels"][:, columns], x["reference_labels"][:, columns]
         ones = np.ones((1, gen.shape[0]), dtype=np.int64)
         observed = {k: v[0] for k, v in clinical_efficacy(gen, ref, ones, ce).items()}
         replicates = clinical_efficacy(gen, ref, w, ce) if w is not None else None
         for name, value in observed.items():
             reps = replicates[name] if replicates is not None else None
-            rows.append((cell.objective, name, *_row(settings, value, reps)))
+            out.append(Estimate(cell.objective, "", name, value, reps))
+    return out
+
+
+def generation_rows(
+    cells: Sequence[Cell],
+    weights: np.ndarray | None,
+    settings: BootstrapSettings,
+    pathologies: Sequence[str],
+    order: Sequence[str],
+) -> list[tuple]:
+    return [
+        (e.objective, e.metric, *_row(settings, e.value, e.replicates))
+        for e in generation_estimates(cells, weights, pathologies, order)
+    ]
+
+
+#: The generation metrics compared between objectives (per-pathology CE is left to generation.csv).
+COMPARED_GENERATION = (*METRICS, *CLINICAL)
+
+
+def comparison_rows(protocol: str, estimates: Sequence[Estimate], settings: BootstrapSettings) -> list[tuple]:
+    """Paired differences ``A - B`` of every metric between every two objectives (``A`` before ``B`` in
+    the estimates' order), rows of :data:`TEXT_COMPARISONS_HEADER` without ``p_holm``; none without a
+    bootstrap."""
+    rows = []
+    keys = dict.fromkeys((e.direction, e.metric) for e in estimates)
+    for direction, metric in keys:
+        if protocol == "generation" and metric not in COMPARED_GENERATION:
+            continue
+        same = [e for e in estimates if (e.direction, e.metric) == (direction, metric)]
+        for a, b in itertools.combinations(same, 2):
+            diff = a.value - b.value
+            if a.replicates is None or b.replicates is None or not np.isfinite(diff):
+                continue
+            res = paired_comparison(a.replicates, b.replicates, diff, settings.confidence)
+            rows.append(
+                (
+                    protocol,
+                    direction,
+                    metric,
+                    a.objective,
+                    b.objective,
+                    _num(res["diff"]),
+                    _num(res["ci_low"]),
+                    _num(res["ci_high"]),
+                    _num(res["p_value"], 5),
+                    res["n_boot"],
+                )
+            )
     return rows
 
 
@@ -262,18 +352,32 @@ def write_text_tables(
     settings: BootstrapSettings,
     order: Sequence[str],
 ) -> None:
-    """Write retrieval.csv, retrieval_chance.csv, generation.csv and generations.csv from ``cells``.
+    """Write retrieval.csv, retrieval_chance.csv, generation.csv, generations.csv and
+    text_comparisons.csv from ``cells``.
 
     ``test_patients`` ``[N_test]``: patient id of each test image, in the order of the cells' test
     positions; ``pathologies``: the scored ones (clinical efficacy uses those that are CheXpert labels).
     """
     weights = settings.weights(np.asarray(test_patients))
-    _write_or_remove(paths.retrieval, RETRIEVAL_HEADER, retrieval_rows(cells, weights, settings, order))
+    retrieval = retrieval_estimates(cells, weights, order)
+    generation = generation_estimates(cells, weights, pathologies, order)
+    _write_or_remove(
+        paths.retrieval,
+        RETRIEVAL_HEADER,
+        [(e.objective, e.direction, e.metric, *_row(settings, e.value, e.replicates)) for e in retrieval],
+    )
     _write_or_remove(paths.retrieval_chance, CHANCE_HEADER, chance_rows(cells, order))
     _write_or_remove(
-        paths.generation, GENERATION_HEADER, generation_rows(cells, weights, settings, pathologies, order)
+        paths.generation,
+        GENERATION_HEADER,
+        [(e.objective, e.metric, *_row(settings, e.value, e.replicates)) for e in generation],
     )
     _write_or_remove(paths.generations, GENERATIONS_HEADER, generations_rows(cells, order))
+    comparisons = comparison_rows("retrieval", retrieval, settings)
+    comparisons += comparison_rows("generation", generation, settings)
+    _write_or_remove(
+        paths.text_comparisons, TEXT_COMPARISONS_HEADER, with_holm(comparisons, lambda row: row[0], 8)
+    )
 
 
 def write_skips(paths: RunDir, skipped: Sequence) -> None:

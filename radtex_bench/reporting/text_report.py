@@ -1,7 +1,8 @@
 """report.md sections of the text side: zero labels, retrieval, report generation, skipped protocols.
 
 Built from files alone (summary.csv, results.csv, retrieval.csv, retrieval_chance.csv, generation.csv,
-generations.csv, protocol_skips.csv and the stored recipe), like the rest of report.md.
+generations.csv, text_comparisons.csv, protocol_skips.csv and the stored recipe), like the rest of
+report.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 from ..data.labels import CHEXPERT_14
 from ..rundir import RunDir
+from .tables import p_text
 
 #: Example generations shown in report.md (generations.csv has them all).
 EXAMPLES = 3
@@ -39,6 +41,45 @@ def _with_ci(row: pd.Series, digits: int = 3) -> str:
     if not pd.isna(row["ci_low"]):
         text += f" [{_fmt(row['ci_low'], digits)}, {_fmt(row['ci_high'], digits)}]"
     return text
+
+
+#: The metrics whose paired differences report.md shows (text_comparisons.csv has them all).
+PAIRED_SHOWN = {"retrieval": ("R@10", "median_rank"), "generation": ("bleu_4", "rouge_l", "cider", "ce_f1")}
+
+
+def paired(paths: RunDir, protocol: str) -> list[str]:
+    """Paired differences between objectives of ``protocol``'s headline metrics (empty with one objective
+    or no bootstrap)."""
+    table = _read(paths.text_comparisons)
+    if table is None or table.empty:
+        return []
+    table = table[(table["protocol"] == protocol) & table["metric"].isin(PAIRED_SHOWN[protocol])]
+    if table.empty:
+        return []
+    with_direction = protocol == "retrieval"
+    head = "| A − B |" + (" direction |" if with_direction else "") + " metric | difference | p (Holm) |"
+    lines = [
+        "",
+        "Paired differences (the same queries and images, the same patient resamples; * Holm-adjusted "
+        f"p < 0.05 within all of `{protocol}`'s comparisons in text_comparisons.csv"
+        + ("; median rank: lower is better" if with_direction else "")
+        + "):\n",
+        head,
+        "|---|---|---|---|" + ("---|" if with_direction else ""),
+    ]
+    for r in table.itertuples():
+        star = " *" if not pd.isna(r.p_holm) and r.p_holm < 0.05 else ""
+        interval = (
+            f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+            if not pd.isna(r.ci_low)
+            else f"{r.diff:+.3f}"
+        )
+        direction = f" {str(r.direction).replace('_', ' ')} |" if with_direction else ""
+        lines.append(
+            f"| {r.objective_a} − {r.objective_b} |{direction} {r.metric} | {interval} | "
+            f"{p_text(r.p_holm, r.n_boot)}{star} |"
+        )
+    return lines
 
 
 def _one_line(text: str) -> str:
@@ -111,6 +152,7 @@ def retrieval(paths: RunDir) -> list[str]:
             part = chance[chance["direction"] == direction].set_index("metric")["value"]
             cells = [_fmt(part.get(m)) if m in part.index else "—" for m in metrics]
             lines.append(f"| *chance* | {direction.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines += paired(paths, "retrieval")
     return ["\n".join(lines) + "\n"]
 
 
@@ -175,6 +217,9 @@ def generation(paths: RunDir) -> list[str]:
             f"Not scored for clinical efficacy (not CheXpert labels, which the labeler extracts): "
             f"{', '.join(outside)}.\n"
         )
+    paired_lines = paired(paths, "generation")
+    if paired_lines:
+        lines += [*paired_lines[1:], ""]
     generated = _read(paths.generations, text=True)
     lines += degenerate(generated, labels)
     lines += examples(generated, labels)

@@ -75,8 +75,12 @@ class ZeroshotProtocol(Protocol):
                 f"objective '{task.encoder.label}': text_scores returned NaN or infinite scores for the "
                 "zero-shot prompts; check the objective's text_scores"
             )
-        scores = np.stack(
-            [similarity[:, pos].mean(axis=1) - similarity[:, neg].mean(axis=1) for pos, neg in columns],
-            axis=1,
-        )  # [N_test, P] log-odds of the two-way softmax
-        return self.cell(task, scores)
+        return self.cell(task, log_odds(similarity, columns))
+
+
+def log_odds(similarity: np.ndarray, columns: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``[N, P]`` zero-shot scores: per pathology, the mean ``similarity`` ``[N, T]`` of its positive
+    prompts' columns minus that of its negative ones (the log-odds of the two-way softmax)."""
+    return np.stack(
+        [similarity[:, pos].mean(axis=1) - similarity[:, neg].mean(axis=1) for pos, neg in columns], axis=1
+    )
