@@ -99,6 +99,12 @@ def build_dataset(kind: str, root: Path) -> None:
         rows = _rows(root)
         j = rows[0].index("Edema")
         _write(root, [rows[0]] + [r[:j] + ["1"] + r[j + 1 :] for r in rows[1:]])
+    elif kind == "hedged_negatives_edema":  # 1 or -1, never 0: the negatives come from the policy alone
+        rows = _rows(root)
+        j = rows[0].index("Edema")
+        _write(
+            root, [rows[0]] + [r[:j] + ["1" if i % 2 else "-1"] + r[j + 1 :] for i, r in enumerate(rows[1:])]
+        )
     elif kind == "partial_split":
         _add_column(
             root, "split", lambda i: "" if i == 7 else ["train", "train", "validate", "test"][(i // 2) % 4]

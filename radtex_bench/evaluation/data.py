@@ -67,7 +67,8 @@ def build_eval_data(recipe: Recipe, table: ImageTable, where: str) -> EvalData:
                 f"{where}: the evaluation set has no labelled '{name}' images; it needs train, "
                 "validate and test patients (check the split column or split_fractions)"
             )
-    check_both_classes(labels, pathologies, test, where, key)
+    definite = table.label_matrix(pathologies, "ignore")  # uncertain labels left out
+    check_both_classes(labels, pathologies, test, where, key, definite, recipe.data.uncertain)
     gaps = validation_gaps(labels, pathologies, val)
     for gap in gaps:
         log.warning("%s: %s", where, gap)
@@ -128,13 +129,21 @@ def _missing_class(column: np.ndarray) -> str | None:
 
 
 def check_both_classes(
-    labels: np.ndarray, pathologies: Sequence[str], test: np.ndarray, where: str, key: str
+    labels: np.ndarray,
+    pathologies: Sequence[str],
+    test: np.ndarray,
+    where: str,
+    key: str,
+    definite: np.ndarray | None = None,
+    policy: str = "zeros",
 ) -> None:
     """Refuse, before any work, a scored pathology whose test images lack a positive or a negative.
 
     AUROC (and AUPRC, F1) are undefined without both classes: the pathology could not be scored at all
     and would silently drop out of every macro average. CheXpert's ``No Finding`` (1 or blank, never 0)
-    is the classic case.
+    is the classic case. ``definite`` (the labels without the uncertain ones, NaN there) also refuses a
+    class that only the uncertain policy supplies (``No Finding``'s hedged labels read as negatives by
+    ``data.uncertain: zeros``): such an AUROC ranks positives against hedged cases alone.
     """
     for j, pathology in enumerate(pathologies):
         column = labels[test, j]
@@ -145,6 +154,17 @@ def check_both_classes(
                 f"{where}: no {what} '{pathology}' image in the test split ({int((column == (what == 'negative')).sum())} "
                 f"{other}, {int(np.isnan(column).sum())} unlabelled), so its AUROC is undefined; remove it from "
                 f"{key}, change data.uncertain, or use more data"
+            )
+        what = _missing_class(definite[test, j]) if definite is not None else None
+        if what:
+            value = 1 if what == "positive" else 0
+            uncertain = int(((column == value) & np.isnan(definite[test, j])).sum())
+            other = "negative" if what == "positive" else "positive"
+            raise DataError(
+                f"{where}: no definite {what} '{pathology}' image in the test split, only {uncertain} uncertain "
+                f"label(s) that data.uncertain: {policy} counts as {what} ({int((column == 1 - value).sum())} "
+                f"{other}), so its AUROC would rank {other}s against hedged reports alone; remove it from "
+                f"{key}, or use more data"
             )
 
 
