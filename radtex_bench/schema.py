@@ -48,6 +48,9 @@ NonNegativeFloat = Annotated[float, Range(ge=0.0)]
 Probability = Annotated[float, Range(ge=0.0, le=1.0)]
 #: Dropout and label smoothing: 1 would zero everything.
 Fraction = Annotated[float, Range(ge=0.0, lt=1.0)]
+#: A softmax temperature that divides cosine similarities: below 1e-3 the logits leave float range in
+#: bf16 and lightly's losses refuse values under 1e-8 only once training starts.
+Temperature = Annotated[float, Range(ge=1e-3, le=100.0)]
 
 
 def type_hints(obj: Any) -> dict[str, Any]:

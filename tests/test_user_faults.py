@@ -399,3 +399,49 @@ def test_a_folder_written_before_a_key_existed_still_resumes(tmp_path, manifest_
     (out / "recipe.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
     assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume", "--set", "seed=3"]) == 2
+
+
+# -- values inside their ranges that still make training diverge: one error line, not a traceback -----
+
+
+def test_fine_tuning_that_diverges_is_one_error_line_naming_its_settings(tmp_path, manifest_dir, capsys):
+    evaluation = {
+        "budgets": [8],
+        "seeds": 1,
+        "bootstrap": 10,
+        "protocols": ["finetune"],
+        "finetune": {"lr": 10, "weight_decay": 10, "epochs": 2, "min_steps": 5},
+    }
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", manifest_dir, [{"name": "random"}], evaluation, "div")
+    assert main(["--quiet", "run", str(recipe), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: evaluation.finetune: fine-tuning 'random' diverged in epoch 1 of budget 8")
+    assert "lower evaluation.finetune.lr (now 10.0)" in err and "Traceback" not in err and "\n" not in err
+    assert not (tmp_path / "out" / "summary.csv").exists()
+
+
+def test_an_encoder_with_non_finite_features_is_one_error_line_and_is_not_cached(
+    tmp_path, manifest_dir, capsys, monkeypatch
+):
+    """A pretraining whose loss stayed finite can still leave NaN weights (AdamW's decay at lr 10 and
+    weight_decay 10): the probe must not meet them as an sklearn traceback."""
+    from radtex_bench.evaluation import evaluator
+
+    real = evaluator.extract_features
+
+    def diverged(*args, **kwargs):
+        features = real(*args, **kwargs)
+        features[3] = np.nan
+        return features
+
+    monkeypatch.setattr(evaluator, "extract_features", diverged)
+    evaluation = {"budgets": [4], "seeds": 1, "bootstrap": 10}
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", manifest_dir, [{"name": "random"}], evaluation, "nan")
+    out = tmp_path / "out"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "error: objective 'random': its encoder gives non-finite (NaN/inf) features for 1 of"
+    )
+    assert "lower its train.lr or train.weight_decay" in err and "\n" not in err
+    assert not (out / "features" / "random.npz").exists() and not (out / "summary.csv").exists()

@@ -23,6 +23,7 @@ import torch
 
 from ..data.normalization import IMAGENET, Normalization
 from ..encoders import file_sha256, load_encoder, read_metadata
+from ..errors import UserError
 from ..io import atomic_path, save_npz
 from ..rundir import RunDir
 from ..schema import to_plain
@@ -135,7 +136,7 @@ class Evaluator:
         fingerprint = table_fingerprint(self.data.table, self.data.image_size, self.data.cache)
 
         def compute() -> np.ndarray:
-            return extract_features(
+            features = extract_features(
                 load_encoder(encoder_path),
                 self.data.table,
                 self.data.image_size,
@@ -144,7 +145,16 @@ class Evaluator:
                 self.data.cache,
                 self.workers,
                 description=f"features {label}",
-            )
+            )  # [N, D]
+            broken = int((~np.isfinite(features).all(axis=1)).sum())
+            if broken:  # never cached: a probe cannot be fitted on them, and a rerun must recompute
+                raise UserError(
+                    f"objective '{label}': its encoder gives non-finite (NaN/inf) features for {broken} of "
+                    f"{len(features)} evaluation images, so nothing can be scored: its pretraining diverged "
+                    "although its loss stayed finite (e.g. weight_decay too strong for its lr); lower its "
+                    "train.lr or train.weight_decay (or add warmup_steps) and run into a new --out"
+                )
+            return features
 
         return cached_features(RunDir(self.run_dir).features(label), weights_hash, fingerprint, compute)
 

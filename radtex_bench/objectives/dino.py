@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from ..schema import PositiveFloat, PositiveInt, Probability, Range
+from ..schema import PositiveInt, Probability, Range, Temperature
 from .base import register_objective
 from .views import MomentumObjective
 
@@ -31,8 +31,8 @@ class DINOObjective(MomentumObjective):
         output_dim: Annotated[int, Range(ge=2, le=1_000_000)] = 2048,
         hidden_dim: PositiveInt = 512,
         bottleneck_dim: PositiveInt = 64,
-        teacher_temp: PositiveFloat = 0.04,
-        student_temp: PositiveFloat = 0.1,
+        teacher_temp: Temperature = 0.04,
+        student_temp: Temperature = 0.1,
         center_momentum: Probability = 0.9,
         batch_norm: bool = True,
         momentum: Probability = 0.99,

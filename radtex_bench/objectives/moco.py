@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from ..schema import PositiveFloat, PositiveInt, Probability, Range
+from ..schema import PositiveInt, Probability, Range, Temperature
 from .base import register_objective
 from .views import MomentumObjective
 
@@ -37,7 +37,7 @@ class MoCoObjective(MomentumObjective):
         encoder: nn.Module,
         projection_dim: PositiveInt = 128,
         hidden_dim: PositiveInt = 512,
-        temperature: PositiveFloat = 0.2,
+        temperature: Temperature = 0.2,
         queue_size: Annotated[int, Range(ge=1, le=1_000_000)] = 4096,
         momentum: Probability = 0.99,
         momentum_end: Probability = 0.99,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..schema import PositiveFloat, PositiveInt
+from ..schema import PositiveInt, Temperature
 from .base import register_objective
 from .views import ViewObjective
 
@@ -30,7 +30,7 @@ class SimCLRObjective(ViewObjective):
         encoder: nn.Module,
         projection_dim: PositiveInt = 128,
         hidden_dim: PositiveInt = 512,
-        temperature: PositiveFloat = 0.1,
+        temperature: Temperature = 0.1,
         **augment: Any,  # ViewObjective's view augmentation: crop_scale, rotation, brightness, ...
     ):
         super().__init__(encoder, **augment)

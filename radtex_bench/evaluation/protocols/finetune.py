@@ -26,6 +26,7 @@ from ...data.normalization import input_normalization
 from ...data.pipeline import EpochBatchSampler, PixelSource, RadiographDataset, collate, to_model_input
 from ...engine.inference import predict
 from ...engine.precision import autocast
+from ...errors import UserError
 from ...losses import masked_bce
 from ...schema import option
 from ...seeds import derive_seed
@@ -119,7 +120,14 @@ class FinetuneProtocol(Protocol):
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-            score = macro_auroc(self._predict(model, d.val), val_labels)
+            val_scores = self._predict(model, d.val)  # [N_val, P]
+            if not np.isfinite(val_scores).all():
+                raise UserError(
+                    f"evaluation.finetune: fine-tuning '{task.encoder.label}' diverged in epoch {epoch + 1} of "
+                    f"budget {task.budget} (non-finite scores); lower evaluation.finetune.lr (now {cfg.lr}), "
+                    f"head_lr (now {cfg.head_lr}) or weight_decay (now {cfg.weight_decay}) and --resume"
+                )
+            score = macro_auroc(val_scores, val_labels)
             if not math.isfinite(score):  # validation cannot rank epochs: keep the latest weights
                 best = (best[0], copy.deepcopy(model.state_dict()))
             elif score > best[0] + 1e-6:
