@@ -355,3 +355,140 @@ def test_agreement_with_openi_mesh_terms():
     for name, floor in (("Cardiomegaly", 0.85), ("Pleural Effusion", 0.85), ("No Finding", 0.8)):
         j = CHEXPERT_14.index(name)
         assert _positive_f1(ref[:, j] == 1, lab[:, j] == 1) >= floor, name
+
+
+# CheXbert's head order (its constants.CONDITIONS) and class meaning (its label.py): spelled out here so
+# that the test does not borrow them from the code under test.
+CHEXBERT_CONDITIONS = [*CHEXPERT_14[1:], "No Finding"]
+BLANK, POSITIVE, NEGATIVE, UNCERTAIN = 0, 1, 2, 3
+
+
+def _chexbert_state(config, forced: dict[str, int], no_finding_classes: int = 2) -> dict:
+    """A CheXbert ``model_state_dict`` as saved from ``nn.DataParallel``: ``module.bert.*`` and
+    ``module.linear_heads.{0..13}.*``; the heads named in ``forced`` always pick that class."""
+    import torch
+    from torch import nn
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    bert = BertModel(config)
+    heads = nn.ModuleList(
+        [nn.Linear(config.hidden_size, 4) for _ in range(13)]
+        + [nn.Linear(config.hidden_size, no_finding_classes)]
+    )
+    with torch.no_grad():
+        for name, cls in forced.items():
+            head = heads[CHEXBERT_CONDITIONS.index(name)]
+            head.weight.zero_()
+            head.bias.fill_(-5.0)
+            head.bias[cls] = 5.0
+    state = {f"bert.{k}": v for k, v in bert.state_dict().items()}
+    state |= {f"linear_heads.{k}": v for k, v in heads.state_dict().items()}
+    return {f"module.{k}": v for k, v in state.items()}
+
+
+def _write_chexbert(folder, forced: dict[str, int], **kwargs):
+    """``folder/chexbert.pth`` and ``folder/bert-base-uncased/`` (only config.json and vocab.txt, the
+    two files docs/labeler.md asks for), with a tiny random BERT in place of BERT-base."""
+    import torch
+    from transformers import BertConfig
+
+    bert = folder / "bert-base-uncased"
+    bert.mkdir(parents=True)
+    # bert-base-uncased's vocab.txt format: one WordPiece token per line, the line number is its id
+    # (written by hand: transformers 5's save_pretrained writes tokenizer.json instead)
+    words = "no mild cardiomegaly pleural effusion possible pneumonia heart size is normal the . ,".split()
+    (bert / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    config = BertConfig(
+        vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    config.save_pretrained(str(bert))
+    state = _chexbert_state(config, forced, **kwargs)
+    # the released file also holds the training loop's epoch and optimiser state
+    optimizer = torch.optim.Adam([torch.zeros(2, requires_grad=True)]).state_dict()
+    torch.save(
+        {"epoch": 4, "model_state_dict": state, "optimizer_state_dict": optimizer}, folder / "chexbert.pth"
+    )
+    return folder / "chexbert.pth"
+
+
+@pytest.fixture
+def chexbert_cache(tmp_path, monkeypatch):
+    """``$RADTEX_BENCH_CACHE`` in tmp_path, and no labeler left built by (or for) another test."""
+    from radtex_bench.text import labeler as labeler_package
+
+    monkeypatch.setenv("RADTEX_BENCH_CACHE", str(tmp_path / "cache"))
+    labeler_package._instance.cache_clear()
+    yield tmp_path / "cache" / "chexbert"
+    labeler_package._instance.cache_clear()
+
+
+def test_f1chexbert_labels_reports_from_a_local_checkpoint(chexbert_cache):
+    forced = {
+        "Cardiomegaly": POSITIVE,
+        "Pleural Effusion": NEGATIVE,
+        "Edema": UNCERTAIN,
+        "Pneumonia": BLANK,
+        "No Finding": POSITIVE,  # its head has two classes: blank, positive
+    }
+    _write_chexbert(chexbert_cache, forced)
+    labeler = get_labeler("f1chexbert")
+    texts = [
+        "FINDINGS: Mild cardiomegaly. IMPRESSION: No pleural effusion.",
+        "",  # no text: every label blank, whatever the model says
+        "Heart size is normal.",
+        "Possible pneumonia, no effusion, the heart is normal, mild cardiomegaly.",
+    ]
+    out = labeler.label_reports(texts)
+    assert out.shape == (4, 14) and out.dtype == np.float32
+    assert set(np.unique(out[~np.isnan(out)])) <= {-1.0, 0.0, 1.0}
+    expected = {"Cardiomegaly": 1.0, "Pleural Effusion": 0.0, "Edema": -1.0, "No Finding": 1.0}
+    for i in (0, 2, 3):
+        row = dict(zip(CHEXPERT_14, out[i].tolist()))
+        assert {k: row[k] for k in expected} == expected  # each head lands in its CHEXPERT_14 column
+        assert math.isnan(row["Pneumonia"])  # class 0 is blank
+    assert np.isnan(out[1]).all()
+    # batching and padding change nothing, random heads included
+    labeler.batch_size = 1
+    np.testing.assert_array_equal(labeler.label_reports(texts), out)
+    assert labeler.label_reports([]).shape == (0, 14)
+    # label_report(..., labeler=) reaches the same built labeler
+    assert label_report(texts[0], labeler="f1chexbert")["Edema"] == -1.0
+
+
+def test_f1chexbert_accepts_a_checkpoint_with_position_ids(chexbert_cache):
+    import torch
+
+    path = _write_chexbert(chexbert_cache, {"Fracture": POSITIVE})
+    checkpoint = torch.load(path, weights_only=True)
+    # what CheXbert's model.state_dict() held when saved under transformers 3.x-4.30
+    checkpoint["model_state_dict"]["module.bert.embeddings.position_ids"] = torch.arange(64)[None]
+    torch.save(checkpoint, path)
+    assert get_labeler("f1chexbert").label_report("Mild cardiomegaly.")["Fracture"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("keys", r"not a CheXbert checkpoint for .*config\.json \(missing \['bert\.embeddings"),
+        ("no_finding_with_4_classes", r"other shape \['linear_heads\.13\.weight'"),
+        ("bare_state_dict", "has no 'model_state_dict'"),
+        ("not_a_checkpoint", r"cannot read .* as a CheXbert checkpoint \(UnpicklingError\)"),
+    ],
+)
+def test_f1chexbert_rejects_a_wrong_checkpoint_naming_the_file(chexbert_cache, damage, expected):
+    import torch
+
+    path = _write_chexbert(chexbert_cache, {}, no_finding_classes=4 if damage.startswith("no_") else 2)
+    state = torch.load(path, weights_only=True)["model_state_dict"]
+    if damage == "keys":  # e.g. an image classifier's checkpoint under that name
+        torch.save({"model_state_dict": {"module.fc.weight": torch.zeros(14, 16)}}, path)
+    elif damage == "bare_state_dict":
+        torch.save(state, path)
+    elif damage == "not_a_checkpoint":
+        path.write_bytes(b"<html>404: Not Found</html>")
+    with pytest.raises(UserError, match=expected) as err:
+        get_labeler("f1chexbert")
+    message = str(err.value)
+    assert message.startswith("labeler f1chexbert: ") and str(path) in message and "\n" not in message

@@ -14,7 +14,8 @@ classes (blank, positive, negative, uncertain), the last (No Finding) 2 (blank, 
 here with ``transformers`` (a dependency already) instead of through the ``f1chexbert`` package, whose
 constructor downloads the checkpoint and the tokenizer from the Hub.
 
-Not exercised by the test suite (no weights ship with the project): only the missing-file errors are.
+tests/test_labeler.py runs it on a tiny random BERT saved in this layout (no weights ship with the
+project); it has not been run against the released checkpoint here.
 """
 
 from __future__ import annotations
@@ -98,20 +99,32 @@ class CheXbertLabeler(Labeler):
         self.tokenizer = BertTokenizerFast.from_pretrained(str(bert), local_files_only=True)
         model = _CheXbert(BertConfig.from_pretrained(str(bert), local_files_only=True))
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)["model_state_dict"]
+            checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated download, or another file under that name
+            # only the exception's name: torch's own messages run over several lines
             raise UserError(
-                f"labeler f1chexbert: cannot read {weights} as a CheXbert checkpoint ({exc})"
+                f"labeler f1chexbert: cannot read {weights} as a CheXbert checkpoint "
+                f"({type(exc).__name__}); get chexbert.pth again"
             ) from None
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        # transformers versions differ in buffers such as position_ids; weights must all be there
-        missing = [k for k in missing if not k.endswith("position_ids")]
-        if missing or unexpected:
+        state = checkpoint.get("model_state_dict") if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
             raise UserError(
-                f"labeler f1chexbert: {weights} is not a CheXbert checkpoint (missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]})"
+                f"labeler f1chexbert: {weights} has no 'model_state_dict'; it is not a CheXbert checkpoint"
             )
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from nn.DataParallel
+        own = model.state_dict()
+        # checkpoints saved under transformers 3.x-4.30 carry position_ids, a buffer newer versions
+        # rebuild; every weight must be there, with the shape config.json gives it
+        buffers = ("position_ids", "token_type_ids")  # rebuilt by the model when absent
+        missing = [k for k in own if k not in state and not k.endswith(buffers)]
+        unexpected = [k for k in state if k not in own and not k.endswith(buffers)]
+        resized = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+        if missing or unexpected or resized:
+            raise UserError(
+                f"labeler f1chexbert: {weights} is not a CheXbert checkpoint for {bert / 'config.json'} "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, other shape {resized[:3]})"
+            )
+        model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
         self.model = model.to(self.device).eval()
 
     def label_reports(self, texts: Sequence[str]) -> np.ndarray:
