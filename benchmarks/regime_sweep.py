@@ -55,14 +55,19 @@ LABEL_KEYS = tuple(
 )
 
 
-def reusing_recipe(recipe: Path, first: Path, out: Path) -> Path:
-    """``recipe`` with every objective that reads no labels replaced by a ``checkpoint`` of its encoder
-    from the run folder ``first`` (same label, so the run's tables name it as before)."""
+def reusing_recipe(
+    recipe: Path, first: Path, out: Path, sets: list[str] = (), exclude: list[str] = ()
+) -> Path:
+    """``recipe`` with the ``--set`` settings and ``--exclude`` labels applied, then every objective that
+    reads no labels replaced by a ``checkpoint`` of its encoder from the run folder ``first`` (same
+    label, so the run's tables name it as before). The settings are applied here, not again on the
+    command line: a ``--set objectives.0.params...`` would not fit the checkpoint entry."""
     import yaml
 
+    from radtex_bench.config import load_recipe
     from radtex_bench.objectives import OBJECTIVES
 
-    raw = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    raw = load_recipe(recipe, sets, exclude).to_plain()
     objectives = []
     for spec in raw["objectives"]:
         cls = OBJECTIVES.get(spec["name"])
@@ -202,13 +207,12 @@ def main() -> None:
         first = args.reuse_from or next(iter(folders.values()))
         reuse = args.key in LABEL_KEYS and not args.no_reuse
         for i, (level, folder) in enumerate(folders.items()):
-            recipe = args.recipe
+            recipe, sets, exclude = args.recipe, args.sets, args.exclude
             if reuse and (i > 0 or args.reuse_from):
-                recipe = reusing_recipe(args.recipe, first, args.out / "recipes" / f"{name}-{level}.yaml")
+                path = args.out / "recipes" / f"{name}-{level}.yaml"
+                recipe, sets, exclude = reusing_recipe(args.recipe, first, path, sets, exclude), [], []
             finished = (folder / "report.md").exists()
-            seconds = round(
-                run_level(recipe, folder, args.key, level, args.sets, args.device, args.exclude), 1
-            )
+            seconds = round(run_level(recipe, folder, args.key, level, sets, args.device, exclude), 1)
             if not (finished and level in times):  # a finished level is only re-read: keep its time
                 times[level] = seconds
             times_path.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
