@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pickle
 import random
+import sys
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,33 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     # Through a file object: given a path, torch.save names the archive's root folder after the (random)
     # temporary file, and equal checkpoints would differ in their bytes.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save({"format": FORMAT_VERSION, **payload}, f)
+        torch.save(_canonical({"format": FORMAT_VERSION, **payload}), f)
+
+
+def _canonical(x: Any) -> Any:
+    """``x`` with fresh containers and interned strings, so that equal state pickles to equal bytes.
+
+    Pickle writes an object it has already written as a back-reference: its bytes depend on which equal
+    strings and containers are the *same object*. State read back from a checkpoint (a resumed run's
+    optimiser groups) shares them differently from state built in the process, so a resumed run's
+    ``last.ckpt`` would differ from an uninterrupted one's. Tensors keep their identity (tied weights
+    stay one tensor); a state dict keeps its type and ``_metadata`` (module versions read on load).
+    """
+    if isinstance(x, dict):
+        out = type(x)() if type(x) in (dict, OrderedDict) else {}
+        for key, value in x.items():
+            out[_canonical(key)] = _canonical(value)
+        metadata = getattr(x, "_metadata", None)
+        if metadata is not None:
+            out._metadata = _canonical(metadata)
+        return out
+    if isinstance(x, list):
+        return [_canonical(v) for v in x]
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return tuple(_canonical(v) for v in x)
+    if type(x) is str:
+        return sys.intern(x)
+    return x
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
