@@ -211,6 +211,19 @@ def test_all_four_protocols_end_to_end_and_resume(tmp_path, synthetic_dir, monke
     r = retrieval.set_index(["objective", "direction", "metric"])["value"]
     assert (r.xs("R@1", level="metric") <= r.xs("R@10", level="metric")).all()
 
+    # paired: captioning - clip on every retrieval metric (one objective writes, so no generation pair)
+    paired = read(out / "text_comparisons.csv")
+    assert list(paired.columns) == [
+        "protocol", "direction", "metric", "objective_a", "objective_b",
+        "diff", "ci_low", "ci_high", "p_value", "n_boot", "p_holm",
+    ]  # fmt: skip
+    assert set(paired["protocol"]) == {"retrieval"} and len(paired) == 8
+    assert (paired["objective_a"] == "captioning").all() and (paired["objective_b"] == "clip").all()
+    for row in paired.itertuples():
+        expected = r[("captioning", row.direction, row.metric)] - r[("clip", row.direction, row.metric)]
+        assert row.diff == pytest.approx(expected, abs=2e-4)
+        assert row.ci_low <= row.ci_high and row.p_value <= row.p_holm <= 1.0
+
     generation = read(out / "generation.csv")
     assert set(generation["objective"]) == {"captioning"}  # clip does not write
     metrics = set(generation["metric"])

@@ -180,13 +180,23 @@ def retrieval_estimates(
     return out
 
 
+def estimate_rows(estimates: Sequence[Estimate], settings: BootstrapSettings, direction: bool) -> list[tuple]:
+    """retrieval.csv rows (``direction``) or generation.csv rows: each value with its percentile interval."""
+    return [
+        (
+            e.objective,
+            *((e.direction,) if direction else ()),
+            e.metric,
+            *_row(settings, e.value, e.replicates),
+        )
+        for e in estimates
+    ]
+
+
 def retrieval_rows(
     cells: Sequence[Cell], weights: np.ndarray | None, settings: BootstrapSettings, order: Sequence[str]
 ) -> list[tuple]:
-    return [
-        (e.objective, e.direction, e.metric, *_row(settings, e.value, e.replicates))
-        for e in retrieval_estimates(cells, weights, order)
-    ]
+    return estimate_rows(retrieval_estimates(cells, weights, order), settings, direction=True)
 
 
 def chance_recall(pool_size: np.ndarray, n_correct: np.ndarray, k: int) -> float:
@@ -276,19 +286,6 @@ def generation_estimates(
     return out
 
 
-def generation_rows(
-    cells: Sequence[Cell],
-    weights: np.ndarray | None,
-    settings: BootstrapSettings,
-    pathologies: Sequence[str],
-    order: Sequence[str],
-) -> list[tuple]:
-    return [
-        (e.objective, e.metric, *_row(settings, e.value, e.replicates))
-        for e in generation_estimates(cells, weights, pathologies, order)
-    ]
-
-
 #: The generation metrics compared between objectives (per-pathology CE is left to generation.csv).
 COMPARED_GENERATION = (*METRICS, *CLINICAL)
 
@@ -361,16 +358,10 @@ def write_text_tables(
     weights = settings.weights(np.asarray(test_patients))
     retrieval = retrieval_estimates(cells, weights, order)
     generation = generation_estimates(cells, weights, pathologies, order)
-    _write_or_remove(
-        paths.retrieval,
-        RETRIEVAL_HEADER,
-        [(e.objective, e.direction, e.metric, *_row(settings, e.value, e.replicates)) for e in retrieval],
-    )
+    _write_or_remove(paths.retrieval, RETRIEVAL_HEADER, estimate_rows(retrieval, settings, direction=True))
     _write_or_remove(paths.retrieval_chance, CHANCE_HEADER, chance_rows(cells, order))
     _write_or_remove(
-        paths.generation,
-        GENERATION_HEADER,
-        [(e.objective, e.metric, *_row(settings, e.value, e.replicates)) for e in generation],
+        paths.generation, GENERATION_HEADER, estimate_rows(generation, settings, direction=False)
     )
     _write_or_remove(paths.generations, GENERATIONS_HEADER, generations_rows(cells, order))
     comparisons = comparison_rows("retrieval", retrieval, settings)
