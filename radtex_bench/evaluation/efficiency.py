@@ -43,22 +43,12 @@ from sklearn.isotonic import isotonic_regression
 
 from ..io import write_csv
 from ..rundir import RunDir
-from .results import Summariser, with_holm
+from .results import PAIRED_COLUMNS, Summariser, with_holm
 from .stats import paired_comparison, percentile_interval
 
 EFFICIENCY_HEADER = ("objective", "reference", "budget", "labels_to_match", "ci_low", "ci_high")
 AUBC_HEADER = ("objective", "protocol", "aubc", "ci_low", "ci_high", "budget_min", "budget_max", "n_budgets")
-AUBC_COMPARISONS_HEADER = (
-    "protocol",
-    "objective_a",
-    "objective_b",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_boot",
-    "p_holm",
-)
+AUBC_COMPARISONS_HEADER = ("protocol", *PAIRED_COLUMNS)
 
 
 def monotone(curves: np.ndarray) -> np.ndarray:

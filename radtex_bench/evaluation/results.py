@@ -48,18 +48,10 @@ SUMMARY_HEADER = (
     "auprc_ci_low",
     "auprc_ci_high",
 )
-COMPARISONS_HEADER = (
-    "protocol",
-    "budget",
-    "objective_a",
-    "objective_b",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_boot",
-    "p_holm",
-)
+#: The columns of every paired-comparison table (comparisons, aubc_comparisons, text_comparisons),
+#: after the columns that say what is compared.
+PAIRED_COLUMNS = ("objective_a", "objective_b", "diff", "ci_low", "ci_high", "p_value", "n_boot", "p_holm")
+COMPARISONS_HEADER = ("protocol", "budget", *PAIRED_COLUMNS)
 
 
 def _r(x: float, digits: int = 4) -> float | str:

@@ -52,26 +52,14 @@ from ..rundir import RunDir
 from ..seeds import derive_seed
 from ..text.metrics import METRICS, bootstrap_scores, corpus_scores, generation_stats
 from .protocols import Cell
-from .results import with_holm
+from .results import PAIRED_COLUMNS, with_holm
 from .stats import paired_comparison, patient_bootstrap_weights, percentile_interval
 
 RETRIEVAL_HEADER = ("objective", "direction", "metric", "value", "ci_low", "ci_high")
 CHANCE_HEADER = ("direction", "metric", "value")
 GENERATION_HEADER = ("objective", "metric", "value", "ci_low", "ci_high")
 GENERATIONS_HEADER = ("objective", "image_id", "reference", "generated")
-TEXT_COMPARISONS_HEADER = (
-    "protocol",
-    "direction",
-    "metric",
-    "objective_a",
-    "objective_b",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_boot",
-    "p_holm",
-)
+TEXT_COMPARISONS_HEADER = ("protocol", "direction", "metric", *PAIRED_COLUMNS)
 SKIPS_HEADER = ("objective", "protocol", "reason")
 
 DIRECTIONS = ("image_to_report", "report_to_image")
