@@ -156,3 +156,29 @@ def test_finetune_and_knn_protocols(tmp_path, manifest_dir):
     report = (out / "report.md").read_text()
     assert report.index("### linear, budget") < report.index("### knn, budget") < report.index("### finetune")
     assert (out / "plots" / "heatmap_finetune_b8.png").exists()
+
+
+def test_an_edited_label_recomputes_the_cells_on_resume(tmp_path, manifest_dir):
+    """Cells are keyed by the evaluation labels too: a probe fitted on old labels is never reused."""
+    data = manifest_dir  # this test's own copy (tmp_path / "ds")
+    recipe, out = write_recipe(tmp_path, data), tmp_path / "run"
+    assert main(["--quiet", "run", str(recipe), "--out", str(out)]) == 0
+    cell = out / "eval" / "random" / "linear" / "b4_s0.npz"
+    stamp = cell.stat().st_mtime_ns
+    subsets_before = (out / "subsets.json").read_text()
+    # unchanged data: every cell reused
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
+    assert cell.stat().st_mtime_ns == stamp
+    assert "cells computed" not in (out / "run.log").read_text().rsplit("resume=True", 1)[-1]
+    # a validation label: the probe chooses its regularisation on it, and the subsets do not move
+    chosen = json.loads((out / "splits.json").read_text())["val"][0]
+    rows = list(csv.reader(open(data / "manifest.csv")))
+    column = rows[0].index("Cardiomegaly")
+    for row in rows[1:]:
+        if row[0] == chosen:
+            row[column] = {"1": "0"}.get(row[column], "1")  # flip it (a blank becomes positive)
+    with open(data / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    assert main(["--quiet", "run", str(recipe), "--out", str(out), "--resume"]) == 0
+    assert (out / "subsets.json").read_text() == subsets_before
+    assert cell.stat().st_mtime_ns != stamp  # recomputed on the new labels

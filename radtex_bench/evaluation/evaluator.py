@@ -49,6 +49,24 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def data_hash(data: EvalData) -> str:
+    """Identifies what a cell was computed from besides the encoder and the subset: the evaluation
+    images' ids and order, the scored pathologies and their labels after the uncertain policy (a probe
+    fits the subset's labels and chooses on validation's), and the reports (the text protocols read the
+    test reports). A label or report edited since a cell was computed makes ``--resume`` and ``merge``
+    recompute it instead of mixing old fits with new labels."""
+    digest = hashlib.sha256()
+    digest.update("\0".join(data.table.image_ids).encode())
+    digest.update(b"\1" + "\0".join(data.pathologies).encode())
+    digest.update(
+        b"\1" + np.ascontiguousarray(np.nan_to_num(data.labels, nan=-9.0), dtype=np.float32).tobytes()
+    )
+    frame = data.table.frame
+    if "report" in frame.columns:
+        digest.update(b"\1" + "\0".join(frame["report"].astype(str)).encode())
+    return digest.hexdigest()[:16]
+
+
 def config_hash(config: Any) -> str:
     """Identifies a protocol's settings (a cell computed under other settings is recomputed)."""
     return _digest(json.dumps(to_plain(config), sort_keys=True).encode())
@@ -85,6 +103,7 @@ class Evaluator:
     ):
         self.run_dir = Path(run_dir)
         self.data = data
+        self.data_hash = data_hash(data)
         self.subsets = subsets
         self.protocols = dict(protocols)
         self.device = device
@@ -214,6 +233,7 @@ class Evaluator:
                     "model": encoder.model_hash if protocol.requires else "",
                     "subset": _digest(np.asarray(task.rows, dtype=np.int64).tobytes()),
                     "settings": settings,
+                    "data": self.data_hash,
                 }
                 path = self.cell_path(encoder.label, name, task.budget, task.seed)
                 cell = self._load_cell(path, key)
