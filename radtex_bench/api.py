@@ -49,7 +49,7 @@ def run(
     ``merge`` combines the folders). recipe.yaml still records the whole recipe and ``objectives.json``
     the labels the folder holds (:mod:`radtex_bench.rundir`).
     """
-    from .config import check_only
+    from .config import check_only, naming_override
     from .engine.distributed import init_distributed, resolve_device
     from .engine.pretrain import pretrain_objective, resolve_workers
     from .tracking import TrackedRun, open_trackers
@@ -66,7 +66,10 @@ def run(
     if out:
         RunDir(Path(out)).check(recipe, resume)
     plan = RunDir(Path(out)).plan(recipe, only, resume) if out else fresh_plan(recipe, only)
-    preflight(recipe, plan.train)
+    try:
+        preflight(recipe, plan.train)
+    except ConfigError as exc:
+        raise naming_override(exc, overrides) from None
     torch_device = resolve_device(device)
     dist = init_distributed(torch_device)
     default = out is None

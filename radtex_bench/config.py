@@ -520,14 +520,20 @@ def _resolve_overridden(raw: dict[str, Any], overrides: Sequence[str], source: s
     try:
         return resolve(raw, source=source)
     except ConfigError as exc:
-        for text in reversed(overrides):  # the last --set of a key is the one that took effect
-            key = text.partition("=")[0].strip()
-            # The key itself, a key inside what it wrote, or the unknown section it wrote into.
-            if exc.where and (
-                exc.where == key or exc.where.startswith(key + ".") or key.startswith(exc.where + ".")
-            ):
-                raise ConfigError(exc.where, exc.message, f"--set {text}") from None
-        raise
+        raise naming_override(exc, overrides) from None
+
+
+def naming_override(exc: ConfigError, overrides: Sequence[str]) -> ConfigError:
+    """``exc`` re-addressed to the ``--set`` that wrote its key (``error: --set K=V: K: ...``), or
+    ``exc`` itself when no ``--set`` did. Also for checks after validation (a protocol's preflight)."""
+    for text in reversed(overrides):  # the last --set of a key is the one that took effect
+        key = text.partition("=")[0].strip()
+        # The key itself, a key inside what it wrote, or the unknown section it wrote into.
+        if exc.where and (
+            exc.where == key or exc.where.startswith(key + ".") or key.startswith(exc.where + ".")
+        ):
+            return ConfigError(exc.where, exc.message, f"--set {text}")
+    return exc
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), exclude: Sequence[str] = ()) -> Recipe:

@@ -158,6 +158,9 @@ def test_an_error_in_a_key_set_by_set_names_the_set_not_the_file(tmp_path):
         ),
         "objectives.0.name=clp": "--set objectives.0.name=clp: objectives.0.name: unknown objective 'clp'",
         "encoder.name=resnet19": "--set encoder.name=resnet19: encoder.name: unknown encoder 'resnet19'",
+        "encoder.name=timm:resnet19": "--set encoder.name=timm:resnet19: encoder.name: unknown timm model",
+        "encoder.name=hf-hub:org/model": "--set encoder.name=hf-hub:org/model: encoder.name: 'hf-hub:org/model' "
+        "is a Hugging Face Hub model",
         # A --set into a section that does not exist: a protocol section a plug-in would bring.
         "evaluation.centroid.shrink=0.2": (
             "--set evaluation.centroid.shrink=0.2: evaluation.centroid: unknown key; known: batch_size, "

@@ -407,7 +407,10 @@ def test_a_plugin_generate_of_images_alone_is_scored_and_decoding_options_for_it
     argv = ["run", str(recipe), "--device", "cpu", "--out"]
     assert main([*argv, str(refused), "--set", "evaluation.generation.beam_size=2"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: evaluation.generation.beam_size: objectives.0 (writer) writes with")
+    assert err.startswith(
+        "error: --set evaluation.generation.beam_size=2: evaluation.generation.beam_size: objectives.0 "
+        "(writer) writes with"
+    )
     assert "generate(images), which takes no beam_size" in err and "\n" not in err
     assert not (refused / "pretrain").exists()  # refused before any work
     out = tmp_path / "run"

@@ -102,19 +102,23 @@ class EncoderRegistry(Registry[EncoderSpec]):
         prefix, sep, rest = str(name).partition(":")
         if not sep:
             return super().get(name, where)
-        at = f"{where}: " if where else ""
+
+        def error(message: str) -> UserError:
+            # ConfigError when the recipe key is known, so that a --set that wrote it is named
+            return ConfigError(where, message) if where else UserError(message)
+
         if prefix in HUB_PREFIXES and prefix not in self._resolvers:
-            raise UserError(at + hub_model_message(name))
+            raise error(hub_model_message(name))
         if prefix not in self._resolvers:
-            raise UserError(
-                f"{at}unknown encoder family '{prefix}:' in '{name}'"
+            raise error(
+                f"unknown encoder family '{prefix}:' in '{name}'"
                 f"{did_you_mean(prefix, self._resolvers)}; or use a registered name (radtex-bench list encoders)"
             )
         if name not in self._resolved:
             try:
                 spec = self._resolvers[prefix](rest)
             except UserError as exc:
-                raise UserError(f"{at}{exc}") from None
+                raise error(str(exc)) from None
             self._resolved[name] = spec
         return self._resolved[name]
 
