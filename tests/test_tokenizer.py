@@ -18,6 +18,16 @@ def test_round_trip_is_lossless_after_normalisation():
         assert tok.decode(ids) == tok.normalise(text) == text.lower()
 
 
+def test_a_byte_token_cut_from_its_character_decodes_to_nothing():
+    """A generator may emit the first byte of a two-byte character alone: no U+FFFD in the report."""
+    tok = ReportTokenizer.train(CORPUS, vocab_size=300, min_frequency=1)
+    whole = tok.encode("ö")  # two UTF-8 bytes: two byte-level tokens in this vocabulary
+    assert len(whole) == 2 and tok.decode(whole) == "ö"
+    heart = tok.encode("heart")
+    assert tok.decode([*heart, whole[0]]) == "heart"
+    assert tok.decode([whole[1], *heart]) == "heart"
+
+
 def test_vocabulary_compresses_the_domain():
     tok = ReportTokenizer.train(CORPUS, vocab_size=1000, min_frequency=1)  # 260 slots are bytes + specials
     text = CORPUS[0]

@@ -64,7 +64,11 @@ class ReportTokenizer:
         return self._tok.encode(text).ids
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self._tok.decode([int(i) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID)])
+        """The text of ``ids`` (specials dropped). Byte-level tokens that stop inside a multi-byte
+        character (a generator can emit any byte token) decode to U+FFFD; they are dropped, since no
+        report contains them and they would count as words in BLEU / CIDEr."""
+        text = self._tok.decode([int(i) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID)])
+        return text.replace("\ufffd", "")
 
     def batch(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """``[B, L]`` long ids ``[BOS] t1..tn [EOS]`` right-padded with PAD; n truncated to fit ``max_length``."""
