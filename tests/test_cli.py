@@ -157,6 +157,34 @@ def test_report_rebuilds_from_csvs(finished_run):
     assert "## Summary" in (out / "report.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "name, damage, fragment",
+    [
+        ("summary.csv", "foo,bar\n1,2\n", "summary.csv lacks the column(s) objective, protocol, budget"),
+        ("results.csv", "x,y\n1,2\n", "results.csv lacks the column(s) objective, protocol"),
+        ("results.csv", "", "results.csv is empty"),
+        ("comparisons.csv", "protocol\nlinear\n", "comparisons.csv lacks the column(s) budget"),
+    ],
+)
+def test_report_of_a_damaged_table_is_one_error_line_and_draws_nothing(
+    finished_run, tmp_path, capsys, name, damage, fragment
+):
+    import shutil
+
+    _, out = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    (run / name).write_text(damage)
+    plots = {p.name: p.read_bytes() for p in (run / "plots").glob("*.png")}
+    shutil.rmtree(run / "plots")
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and fragment in err and "\n" not in err
+    assert "rerun the run with --resume to rewrite it" in err
+    assert plots and not (run / "plots").exists()  # checked before the first plot is drawn
+
+
 def test_list_json(capsys):
     assert main(["list", "objectives", "--json"]) == 0
     names = json.loads(capsys.readouterr().out)

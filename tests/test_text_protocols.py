@@ -347,7 +347,8 @@ def test_text_protocols_on_an_evaluation_set_without_reports_stop_before_any_wor
 
 
 def test_report_says_when_every_generation_is_empty_or_identical(tmp_path):
-    from radtex_bench.reporting.text_report import _read, degenerate
+    from radtex_bench.reporting.tables import read_table
+    from radtex_bench.reporting.text_report import degenerate
     from radtex_bench.rundir import RunDir
 
     paths = RunDir(tmp_path)
@@ -356,7 +357,7 @@ def test_report_says_when_every_generation_is_empty_or_identical(tmp_path):
     rows += [("varied", f"i{k}", "ref", f"text {k}") for k in range(3)]
     with open(paths.generations, "w", newline="") as f:
         csv.writer(f).writerows([("objective", "image_id", "reference", "generated"), *rows])
-    notes = degenerate(_read(paths.generations, text=True), ["empty", "same", "varied"])
+    notes = degenerate(read_table(paths.generations, text=True), ["empty", "same", "varied"])
     assert len(notes) == 2
     assert notes[0].startswith("**empty wrote an empty report for every test image**")
     assert notes[1].startswith('**same wrote the same report for every test image** ("No acute findings.")')

@@ -16,19 +16,8 @@ from ..io import write_text
 from ..rundir import RunDir
 from . import efficiency as label_efficiency
 from . import plots, text_report
-from .tables import PARTIAL_MARK, budget_table, p_text
+from .tables import PARTIAL_MARK, budget_table, p_text, read_table
 from .tables import fmt as _fmt
-
-
-def _read(path: Path, required: bool = True) -> pd.DataFrame | None:
-    if not path.exists():
-        if required:
-            raise UserError(f"{path} not found; is {path.parent} a finished radtex-bench run?")
-        return None
-    try:
-        return pd.read_csv(path)
-    except Exception as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
 
 
 def partial_cells(results: pd.DataFrame) -> set[tuple[str, str, int]]:
@@ -167,9 +156,12 @@ def build_report(run_dir: Path) -> Path:
             f"{run_dir} is not a folder; pass the run directory (the --out of `radtex-bench run`)"
         )
     paths = RunDir(run_dir)
-    summary = _read(paths.summary)
-    results = _read(paths.results)
-    comparisons = _read(paths.comparisons, required=False)
+    summary = read_table(paths.summary)
+    results = read_table(paths.results)
+    comparisons = read_table(paths.comparisons, required=False)
+    # every table is read (and checked) before the first plot is drawn
+    aubc_tables = read_table(paths.aubc, required=False), read_table(paths.aubc_comparisons, required=False)
+    efficiency_table = read_table(paths.efficiency, required=False)
     order = paths.objective_order(list(dict.fromkeys(summary["objective"])))
     plot_dir = paths.plots
     scores_auroc = not summary.empty  # a run of text-side protocols only (retrieval, generation) has none
@@ -220,11 +212,9 @@ def build_report(run_dir: Path) -> Path:
             *holm_floor_note(comparisons),
             "![wins](plots/win_loss.png)\n",
         ]
-    aubc = label_efficiency.aubc_markdown(
-        _read(paths.aubc, required=False), _read(paths.aubc_comparisons, required=False), order
-    )
+    aubc = label_efficiency.aubc_markdown(*aubc_tables, order)
     efficiency = label_efficiency.efficiency_markdown(
-        _read(paths.efficiency, required=False), order, label_efficiency.efficiency_protocol(summary)
+        efficiency_table, order, label_efficiency.efficiency_protocol(summary)
     )
     if aubc or efficiency:
         parts.append("## Label efficiency\n")

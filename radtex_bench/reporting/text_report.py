@@ -7,29 +7,18 @@ report.md.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..data.labels import CHEXPERT_14
 from ..rundir import RunDir
-from .tables import p_text
+from .tables import p_text, read_table
 
 #: Example generations shown in report.md (generations.csv has them all).
 EXAMPLES = 3
 #: Characters of a report shown in an example before it is cut.
 EXAMPLE_CHARS = 400
-
-
-def _read(path: Path, text: bool = False) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    try:
-        # Text columns keep empty strings as they are (an empty generated report is not "missing").
-        return pd.read_csv(path, keep_default_na=not text, dtype=str if text else None)
-    except Exception:
-        return None
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -50,7 +39,7 @@ PAIRED_SHOWN = {"retrieval": ("R@10", "median_rank"), "generation": ("bleu_4", "
 def paired(paths: RunDir, protocol: str) -> list[str]:
     """Paired differences between objectives of ``protocol``'s headline metrics (empty with one objective
     or no bootstrap)."""
-    table = _read(paths.text_comparisons)
+    table = read_table(paths.text_comparisons, required=False)
     if table is None or table.empty:
         return []
     table = table[(table["protocol"] == protocol) & table["metric"].isin(PAIRED_SHOWN[protocol])]
@@ -121,10 +110,10 @@ def zero_labels(summary: pd.DataFrame, results: pd.DataFrame, order: list[str]) 
 
 
 def retrieval(paths: RunDir) -> list[str]:
-    table = _read(paths.retrieval)
+    table = read_table(paths.retrieval, required=False)
     if table is None or table.empty:
         return []
-    chance = _read(paths.retrieval_chance)
+    chance = read_table(paths.retrieval_chance, required=False)
     metrics = ["R@1", "R@5", "R@10", "median_rank"]
     lines = [
         "## Image–report retrieval\n",
@@ -166,7 +155,7 @@ def _scored_pathologies(paths: RunDir) -> list[str]:
 
 
 def generation(paths: RunDir) -> list[str]:
-    table = _read(paths.generation)
+    table = read_table(paths.generation, required=False)
     if table is None or table.empty:
         return []
     labels = paths.objective_order(list(dict.fromkeys(table["objective"])))
@@ -220,7 +209,7 @@ def generation(paths: RunDir) -> list[str]:
     paired_lines = paired(paths, "generation")
     if paired_lines:
         lines += [*paired_lines[1:], ""]
-    generated = _read(paths.generations, text=True)
+    generated = read_table(paths.generations, required=False, text=True)
     lines += degenerate(generated, labels)
     lines += examples(generated, labels)
     return ["\n".join(lines) + "\n"]
@@ -269,7 +258,7 @@ def examples(generated: pd.DataFrame | None, labels: list[str]) -> list[str]:
 
 
 def skipped_protocols(paths: RunDir) -> list[str]:
-    table = _read(paths.protocol_skips, text=True)
+    table = read_table(paths.protocol_skips, required=False, text=True)
     if table is None or table.empty:
         return []
     lines = ["## Protocols not run for some objectives\n"]
