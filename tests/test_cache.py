@@ -172,3 +172,26 @@ def test_open_errors_name_the_folder_and_the_fix(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(DataError, match="not a radtex-bench pixel cache"):
         PixelCache.open(tmp_path / "plain")
+
+
+def test_prepare_writes_only_into_a_new_empty_or_cache_folder(tmp_path, prepared):
+    """The cache's files would replace a user's index.csv or scatter among a dataset's or a run's."""
+    root, cache, _ = prepared
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.csv").write_text("my,own\n")
+    with pytest.raises(DataError, match=r"OUT .*mine is not empty and holds no pixel cache \(cache.json\)"):
+        prepare("manifest", str(root), mine, size=16, workers=0)
+    assert (mine / "index.csv").read_text() == "my,own\n" and sorted(p.name for p in mine.iterdir()) == [
+        "index.csv"
+    ]
+    for out in (root, root / "manifest.csv"):  # the dataset folder, however ROOT names it
+        with pytest.raises(DataError, match="is the dataset folder; choose a folder of its own"):
+            prepare("manifest", str(out), root, size=16, workers=0)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match="is a file; choose a new folder"):
+        prepare("manifest", str(root), tmp_path / "file", size=16, workers=0)
+    # an existing cache is resumed (nothing left to decode), an empty folder filled
+    assert prepare("manifest", str(root), cache, size=16, workers=0).decoded_now == 0
+    (tmp_path / "empty").mkdir()
+    assert prepare("manifest", str(root), tmp_path / "empty", size=16, workers=0).decoded_now > 0

@@ -207,6 +207,20 @@ def _open_existing(out: Path, meta: dict[str, Any], old: dict[str, Any]) -> None
         )
 
 
+def check_out(out: Path, root: Path) -> None:
+    """OUT must be new, empty, or a pixel cache (``cache.json``) to resume: the cache's files would
+    overwrite a user's ``index.csv`` or land among a dataset's or a run's files. Not the dataset folder
+    itself either (its manifest may be named like a cache file)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"prepare: OUT {out} is a file; choose a new folder")
+    if out.resolve() == root.resolve() or (root.is_file() and out.resolve() == root.resolve().parent):
+        raise DataError(f"prepare: OUT {out} is the dataset folder; choose a folder of its own for the cache")
+    if out.is_dir() and not (out / META).is_file() and any(out.iterdir()):
+        raise DataError(
+            f"prepare: OUT {out} is not empty and holds no pixel cache ({META}); choose a new or empty folder"
+        )
+
+
 def prepare(
     kind: str,
     root: str,
@@ -237,6 +251,7 @@ def prepare(
     if len(table) == 0:
         raise DataError(f"prepare: {kind} at {root} lists no images; check ROOT")
     out = Path(out).expanduser()
+    check_out(out, Path(root).expanduser())
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
