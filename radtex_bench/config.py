@@ -310,8 +310,10 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"recipe not found: {path}; check the path (recipes live in recipes/)") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a folder; pass the recipe's .yaml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read recipe {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"cannot read recipe {path}: it is not UTF-8 text; save the file as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -36,6 +36,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except IsADirectoryError:
+        raise UserError(f"cannot write {path}: it is a folder; give a file path") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc} (disk full or not writable?)") from None
     except Exception as exc:

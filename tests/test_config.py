@@ -214,3 +214,12 @@ def test_shipped_recipes_validate():
     assert recipes
     for path in recipes:
         load_recipe(path)
+
+
+def test_a_recipe_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"name: r\n# caf\xe9\nobjectives: [{name: random}]\n")
+    with pytest.raises(
+        UserError, match=r"cannot read recipe .*r.yaml: it is not UTF-8 text; save the file as UTF-8$"
+    ):
+        load_recipe(path)

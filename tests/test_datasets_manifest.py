@@ -87,3 +87,25 @@ def test_bad_values_name_the_row_and_column(tmp_path):
     root = _write(tmp_path / "ds4", ["a.png,p1,,PA,holdout,,1,0"])
     with pytest.raises(DataError, match="unknown split 'holdout'"):
         read(root)
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (
+            b"image_path,patient_id,report\nx.png,p1,caf\xe9\n",
+            "it is not UTF-8 text (is it a CSV? an image?); save it",
+        ),
+        (b"", "is empty; it needs a header row and one row per image"),
+        (b'image_path,patient_id\n"a.png,p1\nb.png,p2\n', "is not a well-formed CSV (Error tokenizing data"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "it is not UTF-8 text (is it a CSV? an image?)"),
+    ],
+)
+def test_an_unreadable_manifest_is_one_line_with_the_fix(tmp_path, capsys, content, fragment):
+    from radtex_bench.cli import main
+
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    assert main(["data", "summary", "manifest", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and err.count("\n") == 1 and "Traceback" not in err

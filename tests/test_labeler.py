@@ -270,6 +270,19 @@ def test_cli_label_user_errors(tmp_path, capsys):
     assert main(["label", str(taken), "--out", str(out)]) == 2
     assert "'Cardiomegaly (input)'" in capsys.readouterr().err and not out.exists()
 
+    # a quote left open would swallow every later row into one report: refused, not merged
+    (tmp_path / "open.csv").write_text('id,report\n1,"no effusion\n2,clear lungs\n')
+    assert main(["label", str(tmp_path / "open.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'a quote (") is probably left open' in err and not out.exists()
+    # writing over the input would lose it
+    before = path.read_text()
+    assert main(["label", str(path), "--column", "text", "--out", str(path)]) == 2
+    assert "is the input file" in capsys.readouterr().err and path.read_text() == before
+    # a folder as --out
+    assert main(["label", str(path), "--column", "text", "--out", str(tmp_path)]) == 2
+    assert "it is a folder; give a file path" in capsys.readouterr().err
+
 
 def test_cli_label_keeps_an_input_column_with_a_labels_name_beside_the_labelers(tmp_path):
     clash = _write_csv(tmp_path / "clash.csv", ["report", "Cardiomegaly"], [["No cardiomegaly.", "1"]])

@@ -167,11 +167,27 @@ def first_existing(folder: Path, patterns: Iterable[str]) -> Path | None:
 
 
 def read_table(path: Path, what: str, **kwargs) -> pd.DataFrame:
-    """``pandas.read_csv`` whose failures become one-line :class:`DataError` naming the file."""
+    """``pandas.read_csv`` whose failures become one-line :class:`DataError` naming the file and the fix
+    (not pandas' or the codec's own words)."""
     try:
         return pd.read_csv(path, **kwargs)
     except FileNotFoundError:
         raise DataError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; the {what} is a CSV file") from None
+    except UnicodeDecodeError:
+        raise DataError(
+            f"cannot read {what} {path}: it is not UTF-8 text (is it a CSV? an image?); save it as a "
+            "UTF-8 CSV"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what} {path} is empty; it needs a header row and one row per image") from None
+    except pd.errors.ParserError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(
+            f"{what} {path} is not a well-formed CSV ({first}); check its quotes and that every row has "
+            "as many fields as the header"
+        ) from None
     except ValueError as exc:  # missing usecols, bad dtype
         raise DataError(f"{path}: {exc}; is this the {what} as downloaded?") from None
     except Exception as exc:

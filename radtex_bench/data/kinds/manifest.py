@@ -20,7 +20,7 @@ import pandas as pd
 
 from ...errors import DataError
 from ...schema import option
-from ..columns import join_image_paths, normalise_views
+from ..columns import join_image_paths, normalise_views, read_table
 from ..labels import canonical_name, label_matrix
 from ..splits import normalise_split
 from ..table import ImageTable
@@ -47,12 +47,9 @@ def _first_row(mask: pd.Series) -> int:
 def read_manifest(csv_path: Path, options: ManifestOptions, kind: str = "manifest") -> ImageTable:
     """Read a manifest CSV; every check works on whole columns (a 400k-row manifest loads in seconds)."""
     source = str(csv_path)
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise DataError(f"manifest not found: {csv_path}; point `root` at the CSV or its folder") from None
-    except Exception as exc:
-        raise DataError(f"cannot read manifest {csv_path}: {exc}") from None
+    if not Path(csv_path).exists():
+        raise DataError(f"manifest not found: {csv_path}; point `root` at the CSV or its folder")
+    df = read_table(Path(csv_path), "manifest", dtype=str, keep_default_na=False)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:

@@ -34,11 +34,17 @@ def read_reports(path: Path, column: str) -> tuple[list[str], list[list[str]], i
     csv.field_size_limit(2**31 - 1)  # reports can be long; the default limit is 128 KiB per cell
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            table = [row for row in csv.reader(f) if row]
+            # strict: a quote left open would otherwise swallow every later row into one report
+            table = [row for row in csv.reader(f, strict=True) if row]
     except UnicodeDecodeError as exc:
         raise DataError(f"cannot read {path}: not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from None
-    except (OSError, csv.Error) as exc:
-        raise DataError(f"cannot read {path} as CSV: {' '.join(str(exc).split())}") from None
+    except csv.Error as exc:
+        raise DataError(
+            f'cannot read {path} as CSV: {" ".join(str(exc).split())}; a quote (") is probably left open — '
+            'close it, or double quotes inside a quoted report ("")'
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not table:
         raise DataError(f"cannot read {path} as CSV: the file is empty (a header row is needed)")
     header, rows = table[0], table[1:]
@@ -77,6 +83,8 @@ def read_reports(path: Path, column: str) -> tuple[list[str], list[list[str]], i
 
 def label_table(path: Path, column: str = "report", out: Path | None = None, labeler: str = "rule") -> int:
     """Label ``column`` of the CSV at ``path``; write to ``out`` (atomically) or to stdout. Returns rows."""
+    if out is not None and Path(out).exists() and Path(out).resolve() == Path(path).resolve():
+        raise UserError(f"--out {out} is the input file; write the labels to another file")
     from . import get_labeler
 
     header, rows, j = read_reports(path, column)
