@@ -53,7 +53,7 @@ def run(
     from .engine.distributed import init_distributed, resolve_device
     from .engine.pretrain import pretrain_objective, resolve_workers
     from .tracking import TrackedRun, open_trackers
-    from .ui import attach_log_file, detach_log_file, info, log_run_end
+    from .ui import attach_log_file, detach_log_file, info, log_run_end, release_warnings
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides, exclude)
@@ -105,6 +105,7 @@ def run(
             recipe.logging.trackers, TrackedRun(out, recipe.name, plan.hold, plan.selection), dist.is_main
         )
         tracker.log_config(recipe.to_plain())
+        release_warnings()  # every up-front check passed: the data warnings matter from here on
         if dist.is_main:
             write_run_files(paths, data, plan)
             objectives = f"{len(plan.hold)} objective" + ("s" if len(plan.hold) != 1 else "")
@@ -564,7 +565,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> 
     from .engine.pretrain import resolve_workers
     from .merging import check_out, copy_objectives, plan_merge, read_source
     from .rundir import ObjectivePlan
-    from .ui import attach_log_file, detach_log_file, info, log_run_end
+    from .ui import attach_log_file, detach_log_file, info, log_run_end, release_warnings
 
     sources = [read_source(Path(d)) for d in dirs]
     plan = plan_merge(sources)
@@ -589,6 +590,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> 
                     f"merge: the evaluation data changed since {sources[0].dir} ran ({name} differs from "
                     "what the recipe's datasets give now); merge on the data the runs used"
                 )
+        release_warnings()
         paths = RunDir(out)
         copy_objectives(plan, out)
         write_run_files(paths, data, ObjectivePlan((), plan.hold, plan.selection))

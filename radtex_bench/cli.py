@@ -401,17 +401,19 @@ def _usage_message(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .ui import show_warnings
+    from .ui import discard_warnings, release_warnings, show_warnings
 
     argv = list(sys.argv[1:] if argv is None else argv)
     _terminate_as_interrupt()
-    show_warnings()
+    # Held until the work starts (api.run releases them): a mistake found up front is one error line.
+    show_warnings(hold=True)
     try:
         app(args=argv, prog_name="radtex-bench", standalone_mode=False)
         return 0
     except typer.Exit as exc:
         return exc.exit_code
     except UserError as exc:
+        discard_warnings()
         if _options["debug"]:
             traceback.print_exc()
         print(error_line(exc), file=sys.stderr)
@@ -436,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         # outside radtex_bench.io (a log, a tracker, a library's cache).
         line = resource_line(exc)
         if line is not None:
+            discard_warnings()
             print(line, file=sys.stderr)
             return 2
         where = f"the traceback is in {log_path}; " if log_path and log_path.exists() else ""
@@ -445,3 +448,5 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        release_warnings()  # a command that never reached its work (data summary, label): at its end

@@ -91,22 +91,60 @@ class _ConsoleWarnings(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        #: Warnings kept back while the up-front checks run (None: printed as they come).
+        self.held: list[str] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno != logging.WARNING or not getattr(record, "terminal", True):
             return
         if is_quiet() or os.environ.get("RANK", "0") != "0":
             return
+        if self.held is not None:
+            self.held.append(record.getMessage())
+        else:
+            self.print(record.getMessage())
+
+    @staticmethod
+    def print(message: str) -> None:
         from rich.text import Text
 
-        console.print(Text(f"warning: {record.getMessage()}", style="yellow"), soft_wrap=True)
+        console.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
-def show_warnings() -> None:
+def _console_warnings() -> _ConsoleWarnings | None:
+    return next((h for h in log.handlers if isinstance(h, _ConsoleWarnings)), None)
+
+
+def show_warnings(hold: bool = False) -> None:
     """Print the ``radtex_bench`` logger's warnings on the terminal (the CLI's choice; a notebook sees
-    them through its own logging set-up, or in ``run.log``). Calling it again adds nothing."""
-    if not any(isinstance(h, _ConsoleWarnings) for h in log.handlers):
-        log.addHandler(_ConsoleWarnings())
+    them through its own logging set-up, or in ``run.log``). Calling it again adds nothing.
+
+    ``hold``: keep them back until :func:`release_warnings` (the work starts, or the command ends):
+    a mistake found by the up-front checks is then the one ``error:`` line on the terminal, as the CLI
+    promises, and the warnings before it stay in run.log (:func:`discard_warnings`).
+    """
+    handler = _console_warnings()
+    if handler is None:
+        handler = _ConsoleWarnings()
+        log.addHandler(handler)
+    if hold and handler.held is None:
+        handler.held = []
+
+
+def release_warnings() -> None:
+    """Print the warnings kept back by ``show_warnings(hold=True)``, and print later ones as they come."""
+    handler = _console_warnings()
+    if handler is not None and handler.held is not None:
+        held, handler.held = handler.held, None
+        for message in held:
+            handler.print(message)
+
+
+def discard_warnings() -> None:
+    """Drop the warnings kept back (the command stops on an error; run.log has them)."""
+    handler = _console_warnings()
+    if handler is not None:
+        handler.held = None
 
 
 def attach_log_file(path: Path) -> logging.Handler:
