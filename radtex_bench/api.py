@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,34 +34,49 @@ def check_run_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     RunDir(out).check(recipe, resume)
 
 
+def _names(values: str | Sequence[str], what: str) -> list[str]:
+    """A list of strings; a single string is one item (not its characters)."""
+    if isinstance(values, str):
+        return [values]
+    if isinstance(values, Sequence) and all(isinstance(v, str) for v in values):
+        return list(values)
+    raise UserError(f"{what} must be a string or a list of strings, got {type(values).__name__}")
+
+
 def run(
-    recipe: Recipe | str | Path,
+    recipe: Recipe | Mapping[str, Any] | str | Path,
     out: str | Path | None = None,
     device: str = "auto",
     resume: bool = False,
-    overrides: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    only: Sequence[str] = (),
+    overrides: str | Sequence[str] = (),
+    exclude: str | Sequence[str] = (),
+    only: str | Sequence[str] = (),
 ) -> Path:
     """Pretrain every objective of ``recipe``, evaluate every encoder, write tables, plots and report.
 
-    ``only``: pretrain and score only the objectives with these labels (one cluster job per objective;
-    ``merge`` combines the folders). recipe.yaml still records the whole recipe and ``objectives.json``
-    the labels the folder holds (:mod:`radtex_bench.rundir`).
+    ``recipe``: a recipe file, a dict in the recipe format (as a notebook builds it) or a :class:`Recipe`.
+    ``overrides``: ``"dotted.key=value"`` settings (the CLI's ``--set``), ``exclude``: labels to leave
+    out; each a string or a list of them. ``only``: pretrain and score only the objectives with these
+    labels (one cluster job per objective; ``merge`` combines the folders). recipe.yaml still records
+    the whole recipe and ``objectives.json`` the labels the folder holds (:mod:`radtex_bench.rundir`).
+
+    Raises :class:`~radtex_bench.errors.UserError` (``ConfigError``, ``DataError``) for a mistake in the
+    recipe or the data, before any work where it can be found then.
     """
-    from .config import check_only, naming_override
+    from .config import check_only, naming_override, recipe_from_dict
     from .engine.distributed import init_distributed, resolve_device
     from .engine.pretrain import pretrain_objective, resolve_workers
     from .tracking import TrackedRun, open_trackers
     from .ui import attach_log_file, detach_log_file, info, log_run_end, release_warnings
 
-    if not isinstance(recipe, Recipe):
+    overrides, exclude = _names(overrides, "overrides"), _names(exclude, "exclude")
+    if isinstance(recipe, Mapping):
+        recipe = recipe_from_dict(recipe, overrides, exclude)
+    elif not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides, exclude)
     elif overrides or exclude:
-        from .config import recipe_from_dict
-
         recipe = recipe_from_dict(recipe.to_plain(), overrides, exclude)
-    only = check_only(recipe, only)
+    only = check_only(recipe, _names(only, "only"))
     # Before any work, and read by every process before any process writes (writes follow the rendezvous).
     if out:
         RunDir(Path(out)).check(recipe, resume)
@@ -550,7 +565,7 @@ def _pretrained_model(recipe: Recipe, label: str, out: Path, device, pretraining
     return pretrained_model(recipe, spec, pretraining[label], RunDir(out).pretrain(label), device)
 
 
-def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> Path:
+def merge(dirs: str | Path | Sequence[str | Path], out: str | Path, device: str = "auto") -> Path:
     """Combine run folders of one recipe (e.g. one ``run --only LABEL`` job each) into the run folder that
     one run of all their objectives would have written: same results, summary, paired comparisons,
     efficiency and text-side tables, report and plots (:mod:`radtex_bench.merging`).
@@ -567,6 +582,8 @@ def merge(dirs: Sequence[str | Path], out: str | Path, device: str = "auto") -> 
     from .rundir import ObjectivePlan
     from .ui import attach_log_file, detach_log_file, info, log_run_end, release_warnings
 
+    if isinstance(dirs, (str, Path)):
+        dirs = [dirs]
     sources = [read_source(Path(d)) for d in dirs]
     plan = plan_merge(sources)
     out = Path(out)

@@ -558,6 +558,11 @@ def recipe_from_dict(
     """Build a recipe from a dict (notebooks, tests); same validation as a file."""
     import copy
 
+    if not isinstance(raw, Mapping):
+        raise UserError(
+            f"a recipe must be a mapping (a dict in the recipe format), got {type(raw).__name__}; for YAML "
+            "text use yaml.safe_load first, for a file load_recipe"
+        )
     raw = copy.deepcopy(dict(raw))
     for text in overrides:
         parts, value = parse_override(text)

@@ -279,3 +279,25 @@ def test_list_aligns_every_description_to_the_longest_name(capsys, what):
     if what == "encoders":  # the open family, after the registered names (docs/encoders.md)
         assert names[-1] == "timm:<model_name>" and "any timm model" in lines[-1]
         assert "efficientnet_b0" in names
+
+
+def test_the_python_api_takes_a_recipe_dict_and_single_strings(tmp_path, manifest_dir):
+    """A notebook builds the recipe as a dict; one override or label is a string, not its characters."""
+    import yaml
+
+    from radtex_bench import run
+    from radtex_bench.config import recipe_from_dict
+    from radtex_bench.errors import ConfigError, UserError
+
+    raw = yaml.safe_load(tiny_recipe(tmp_path, manifest_dir).read_text())
+    raw["objectives"] = [{"name": "random"}]
+    with pytest.raises(ConfigError, match="unknown objective 'randon'"):
+        run({**raw, "objectives": [{"name": "randon"}]}, out=tmp_path / "bad")
+    with pytest.raises(ConfigError, match=r"--set evaluation.seeds=0: evaluation.seeds: must be >= 1"):
+        run(raw, out=tmp_path / "bad", overrides="evaluation.seeds=0")
+    with pytest.raises(UserError, match="--only randon: no objective with that label"):
+        run(raw, out=tmp_path / "bad", only="randon")
+    with pytest.raises(UserError, match="a recipe must be a mapping"):
+        recipe_from_dict("name: x")
+    out = run(raw, out=tmp_path / "ok", device="cpu", only="random", overrides="evaluation.seeds=1")
+    assert (out / "summary.csv").exists()
