@@ -47,49 +47,22 @@ def budget_table(
     return lines
 
 
+#: The columns of a paired comparison that report.md reads (``n_boot`` and ``p_holm`` came later).
+_PAIRED = ("objective_a", "objective_b", "diff", "ci_low", "ci_high", "p_value")
 #: The columns report.md reads from each table (later additions, such as ``macro_auprc`` or ``p_holm``,
 #: are optional: a folder written before them still gets its report).
 COLUMNS = {
     "summary.csv": ("objective", "protocol", "budget", "macro_auc", "macro_auc_std", "ci_low", "ci_high"),
     "results.csv": ("objective", "protocol", "budget", "seed", "pathology", "auc"),
-    "comparisons.csv": (
-        "protocol",
-        "budget",
-        "objective_a",
-        "objective_b",
-        "diff",
-        "ci_low",
-        "ci_high",
-        "p_value",
-    ),
+    "comparisons.csv": ("protocol", "budget", *_PAIRED),
     "aubc.csv": ("objective", "protocol", "aubc", "ci_low", "ci_high"),
-    "aubc_comparisons.csv": (
-        "protocol",
-        "objective_a",
-        "objective_b",
-        "diff",
-        "ci_low",
-        "ci_high",
-        "p_value",
-    ),
+    "aubc_comparisons.csv": ("protocol", *_PAIRED),
     "efficiency.csv": ("objective", "reference", "budget", "labels_to_match", "ci_low", "ci_high"),
     "retrieval.csv": ("objective", "direction", "metric", "value", "ci_low", "ci_high"),
     "retrieval_chance.csv": ("direction", "metric", "value"),
     "generation.csv": ("objective", "metric", "value", "ci_low", "ci_high"),
     "generations.csv": ("objective", "image_id", "reference", "generated"),
-    "text_comparisons.csv": (
-        "protocol",
-        "direction",
-        "metric",
-        "objective_a",
-        "objective_b",
-        "diff",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "n_boot",
-        "p_holm",
-    ),
+    "text_comparisons.csv": ("protocol", "direction", "metric", *_PAIRED, "n_boot", "p_holm"),
     "protocol_skips.csv": ("objective", "protocol", "reason"),
 }
 
