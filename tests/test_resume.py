@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import TINY_CAPTIONING, write_tiny_recipe
+from ddp_harness import Pixels
 from safetensors.torch import load_file
 
 from radtex_bench.config import TrainConfig
@@ -156,24 +156,11 @@ class Crash(Exception):
     pass
 
 
-class Pixels:
-    """An in-memory pixel source: uint8 [N, S, S]."""
-
-    def __init__(self, n: int, size: int = 8) -> None:
-        self.pixels = np.random.default_rng(0).integers(0, 256, (n, size, size), dtype=np.uint8)
-
-    def __len__(self) -> int:
-        return len(self.pixels)
-
-    def __call__(self, i: int) -> np.ndarray:
-        return self.pixels[i]
-
-
 def tiny_trainer(out: Path, hook=None) -> Trainer:
     """18 images in batches of 4: 4 steps per epoch, checkpoints every 2 steps, 9 steps."""
     from radtex_bench.data.pipeline import RadiographDataset
 
-    dataset = RadiographDataset(Pixels(18), needs=["views"], view_transform=jitter, seed=3)
+    dataset = RadiographDataset(Pixels(18, size=8), needs=["views"], view_transform=jitter, seed=3)
     torch.manual_seed(0)
     cfg = TrainConfig(
         max_steps=9, batch_size=4, checkpoint_every=2, log_every=1, grad_accum=1, warmup_steps=2

@@ -13,8 +13,9 @@ from ..errors import UserError
 PARTIAL_MARK = "†"
 
 
-def fmt(x: float, digits: int = 3) -> str:
-    return "—" if pd.isna(x) else f"{x:.{digits}f}"
+def fmt(x: float | None, digits: int = 3) -> str:
+    """``x`` to ``digits`` decimals; a missing value (NaN, None) as an em dash."""
+    return "—" if pd.isna(x) else f"{float(x):.{digits}f}"
 
 
 def budget_table(

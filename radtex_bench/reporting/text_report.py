@@ -7,22 +7,17 @@ report.md.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from ..data.labels import CHEXPERT_14
 from ..rundir import RunDir
+from .tables import fmt as _fmt
 from .tables import p_text, read_table
 
 #: Example generations shown in report.md (generations.csv has them all).
 EXAMPLES = 3
 #: Characters of a report shown in an example before it is cut.
 EXAMPLE_CHARS = 400
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "—" if pd.isna(x) else f"{float(x):.{digits}f}"
 
 
 def _with_ci(row: pd.Series, digits: int = 3) -> str:

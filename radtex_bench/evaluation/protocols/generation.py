@@ -3,10 +3,10 @@
 ``generate(images, beam_size, max_tokens)`` writes one report per test image with a non-empty reference
 report (greedy decoding for ``beam_size`` 1, beam search otherwise). A plug-in's ``generate(images)``
 (SPEC §5) is called without the two: it decodes its own way, and a recipe that sets either for it is
-refused before any work. The cell keeps, per scored image,
-its position in the test split, id, reference and generated text, and the CheXpert labels the report
-labeler (``evaluation.generation.labeler``) extracts from both. The scores (BLEU-1..4, ROUGE-L, CIDEr
-and clinical efficacy) and their patient-bootstrap intervals are computed from those by
+refused before any work. The cell keeps, per scored image, its position in the test split, id,
+reference and generated text, and the CheXpert labels the report labeler
+(``evaluation.generation.labeler``) extracts from both. The scores (BLEU-1..4, ROUGE-L, CIDEr and
+clinical efficacy) and their patient-bootstrap intervals are computed from those by
 :mod:`radtex_bench.evaluation.text_tables`, which writes ``generation.csv`` and ``generations.csv``.
 """
 
